@@ -1,0 +1,779 @@
+//! The environment contract: which variables the job reads, their defaults,
+//! and the rules a value must meet. Everything here is checked before any
+//! file is touched, so a typo never leaves half a deployment behind.
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::envfile;
+use crate::secret::Secret;
+
+pub mod vars;
+
+pub use vars::{VARIABLES, Variable};
+
+pub const DEFAULT_HOST: &str = "https://openrouter.ai/api/v1";
+pub const DEFAULT_DATA_DIR: &str = "/app/backend/data";
+pub const DEFAULT_ENV_FILE: &str = ".env";
+pub const DEFAULT_ENV_FILE_MODE: u32 = 0o600;
+pub const DEFAULT_MARKUP_RATE: f64 = 1.3;
+pub const DEFAULT_LOCK_TIMEOUT_SECS: f64 = 60.0;
+pub const UNLIMITED: &str = "unlimited";
+pub const DATABASE_FILE_NAME: &str = "webui.db";
+
+/// Larger values are typos or attacks, never configuration; refusing them
+/// early keeps them out of logs and files.
+const MAX_VARIABLE_BYTES: usize = 64 * 1024;
+const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+const NAME_CHARS: std::ops::RangeInclusive<usize> = 3..=100;
+const MIN_API_KEY_CHARS: usize = 20;
+const EXTERNAL_USER_CHARS: std::ops::RangeInclusive<usize> = 3..=64;
+const MAX_MARKUP_RATE: f64 = 100.0;
+const MAX_LOCK_TIMEOUT_SECS: f64 = 86_400.0;
+const MAX_MODEL_ID_CHARS: usize = 200;
+const MAX_SECRET_KEY_CHARS: usize = 4096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Write the `.env` only.
+    Env,
+    /// The `.env` and the organization row.
+    Database,
+    /// Both, then read everything back and compare.
+    Production,
+}
+
+impl Mode {
+    pub fn touches_database(self) -> bool {
+        self != Mode::Env
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Env => "env",
+            Mode::Database => "database",
+            Mode::Production => "production",
+        }
+    }
+}
+
+/// `MARKUP_RATE`, remembering whether the operator set it: an unset rate is
+/// only a default for new rows and never overrides one an admin chose.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MarkupRate {
+    pub value: f64,
+    pub explicit: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub organization_name: String,
+    pub api_key: Secret,
+    pub external_user: Option<String>,
+    pub host: String,
+    pub markup_rate: MarkupRate,
+    /// `unlimited` or a positive decimal in Python's `str(float)` form.
+    pub spending_limit: String,
+    pub model_ids: Option<Vec<String>>,
+    pub webui_secret_key: Option<Secret>,
+    pub data_dir: PathBuf,
+    pub database_path: PathBuf,
+    pub env_file: PathBuf,
+    pub env_file_mode: u32,
+    pub lock_timeout: Duration,
+    pub create_schema: bool,
+    pub require_database: bool,
+    pub mode: Option<Mode>,
+    /// `Some` when the job should wait for the application's schema.
+    pub wait_for_database: Option<Duration>,
+}
+
+impl Config {
+    /// The directory that holds the database, its lock and the stored secret.
+    pub fn database_dir(&self) -> &Path {
+        match self.database_path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        }
+    }
+
+    pub fn secret_key_store(&self) -> PathBuf {
+        self.data_dir.join(".webui_secret_key")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{var} is not set. {fix}")]
+    Missing {
+        var: &'static str,
+        fix: &'static str,
+    },
+    #[error("{var} {problem}. {fix}")]
+    Invalid {
+        var: &'static str,
+        problem: String,
+        fix: String,
+    },
+    #[error("{first} and {second} are both set. Set only one of them.")]
+    BothSet {
+        first: &'static str,
+        second: &'static str,
+    },
+    #[error("{var} is not valid UTF-8. Set it to UTF-8 text.")]
+    NotUtf8 { var: String },
+    #[error("{var} is {len} bytes long, more than the {max} bytes allowed. Check its value.")]
+    TooLong { var: String, len: usize, max: usize },
+    #[error("{var}={}: {problem}. {fix}", path.display())]
+    SecretFile {
+        var: &'static str,
+        path: PathBuf,
+        problem: String,
+        fix: &'static str,
+        #[source]
+        source: Option<io::Error>,
+    },
+}
+
+impl ConfigError {
+    fn invalid(var: &'static str, problem: impl Into<String>, fix: impl Into<String>) -> Self {
+        Self::Invalid {
+            var,
+            problem: problem.into(),
+            fix: fix.into(),
+        }
+    }
+}
+
+/// The variables as strings, before any rule is applied. envy fills it.
+#[derive(Debug, Default, Deserialize)]
+struct RawEnv {
+    organization_name: Option<String>,
+    openrouter_api_key: Option<String>,
+    openrouter_api_key_file: Option<String>,
+    openrouter_external_user: Option<String>,
+    openrouter_host: Option<String>,
+    markup_rate: Option<String>,
+    spending_limit: Option<String>,
+    model_ids: Option<String>,
+    webui_secret_key: Option<String>,
+    webui_secret_key_file: Option<String>,
+    database_url: Option<String>,
+    data_dir: Option<String>,
+    env_file: Option<String>,
+    env_file_mode: Option<String>,
+    lock_timeout: Option<String>,
+    log_format: Option<String>,
+    log_level: Option<String>,
+    create_schema: Option<String>,
+    require_database: Option<String>,
+    provision_mode: Option<String>,
+    wait_for_database: Option<String>,
+}
+
+/// Read the configuration from this process's environment.
+pub fn from_env() -> Result<Config, ConfigError> {
+    from_vars(std::env::vars_os())
+}
+
+/// Read the configuration from `vars`. Variables outside the contract are
+/// ignored, even when they are not UTF-8; ours must be.
+pub fn from_vars(
+    vars: impl IntoIterator<Item = (OsString, OsString)>,
+) -> Result<Config, ConfigError> {
+    let raw = raw_env(vars)?;
+    build(raw)
+}
+
+fn raw_env(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Result<RawEnv, ConfigError> {
+    let mut ours = Vec::new();
+    for (name, value) in vars {
+        let Some(name) = name.to_str().filter(|n| vars::is_known(n)) else {
+            continue;
+        };
+        let value = value.into_string().map_err(|_| ConfigError::NotUtf8 {
+            var: name.to_owned(),
+        })?;
+        if value.len() > MAX_VARIABLE_BYTES {
+            return Err(ConfigError::TooLong {
+                var: name.to_owned(),
+                len: value.len(),
+                max: MAX_VARIABLE_BYTES,
+            });
+        }
+        // An empty variable means "not set": compose files and ConfigMaps
+        // often carry `NAME=` for optional settings.
+        if !value.is_empty() {
+            ours.push((name.to_owned(), value));
+        }
+    }
+    envy::from_iter(ours)
+        .map_err(|e| ConfigError::invalid("environment", e.to_string(), "Check the variables."))
+}
+
+fn build(raw: RawEnv) -> Result<Config, ConfigError> {
+    let create_schema = boolean("CREATE_SCHEMA", raw.create_schema.as_deref())?;
+    let require_database = boolean("REQUIRE_DATABASE", raw.require_database.as_deref())?;
+    if create_schema && require_database {
+        return Err(ConfigError::invalid(
+            "CREATE_SCHEMA",
+            "and REQUIRE_DATABASE are both true",
+            "Use CREATE_SCHEMA=true only for a standalone database, REQUIRE_DATABASE=true only for one the application created; not both.",
+        ));
+    }
+    let data_dir = PathBuf::from(raw.data_dir.as_deref().unwrap_or(DEFAULT_DATA_DIR));
+    let config = Config {
+        organization_name: organization_name(raw.organization_name)?,
+        api_key: api_key(raw.openrouter_api_key, raw.openrouter_api_key_file)?,
+        external_user: raw
+            .openrouter_external_user
+            .map(external_user)
+            .transpose()?,
+        host: host(raw.openrouter_host)?,
+        markup_rate: markup_rate(raw.markup_rate.as_deref())?,
+        spending_limit: spending_limit(raw.spending_limit.as_deref())?,
+        model_ids: raw.model_ids.as_deref().map(model_ids).transpose()?,
+        webui_secret_key: webui_secret_key(raw.webui_secret_key, raw.webui_secret_key_file)?,
+        database_path: database_path(raw.database_url.as_deref(), &data_dir)?,
+        data_dir,
+        env_file: env_file(raw.env_file)?,
+        env_file_mode: file_mode(raw.env_file_mode.as_deref())?,
+        lock_timeout: seconds(
+            "LOCK_TIMEOUT",
+            raw.lock_timeout.as_deref(),
+            DEFAULT_LOCK_TIMEOUT_SECS,
+        )?,
+        create_schema,
+        require_database,
+        mode: raw.provision_mode.as_deref().map(mode).transpose()?,
+        wait_for_database: raw
+            .wait_for_database
+            .as_deref()
+            .map(wait_for_database)
+            .transpose()?
+            .flatten(),
+    };
+    crate::logging::Settings::parse(raw.log_format.as_deref(), raw.log_level.as_deref())?;
+    check_renderable(&config)?;
+    Ok(config)
+}
+
+fn organization_name(raw: Option<String>) -> Result<String, ConfigError> {
+    let raw = raw.ok_or(ConfigError::Missing {
+        var: "ORGANIZATION_NAME",
+        fix: "Set it to the client organization's name, e.g. ORGANIZATION_NAME='ABC Company Sp. z o.o.'.",
+    })?;
+    let name = raw.trim();
+    if let Some(c) = name.chars().find(|c| c.is_control() || is_invisible(*c)) {
+        return Err(ConfigError::invalid(
+            "ORGANIZATION_NAME",
+            format!(
+                "contains the control or invisible character U+{:04X}",
+                u32::from(c)
+            ),
+            "Use printable characters only; line breaks, tabs and escape sequences are not allowed.",
+        ));
+    }
+    let chars = name.chars().count();
+    if !NAME_CHARS.contains(&chars) {
+        return Err(ConfigError::invalid(
+            "ORGANIZATION_NAME",
+            format!(
+                "must have {} to {} characters after trimming, but has {chars}",
+                NAME_CHARS.start(),
+                NAME_CHARS.end()
+            ),
+            "Use the organization's full name.",
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+/// Characters that are not control characters but still hide or reorder
+/// text: a name holding one would look right and compare wrong.
+fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+}
+
+fn api_key(direct: Option<String>, file: Option<String>) -> Result<Secret, ConfigError> {
+    const VAR: &str = "OPENROUTER_API_KEY";
+    const FILE_VAR: &str = "OPENROUTER_API_KEY_FILE";
+    let (var, key) = match (direct, file) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::BothSet {
+                first: VAR,
+                second: FILE_VAR,
+            });
+        }
+        (None, None) => {
+            return Err(ConfigError::Missing {
+                var: VAR,
+                fix: "Set OPENROUTER_API_KEY, or OPENROUTER_API_KEY_FILE to a file that holds the key (a mounted secret).",
+            });
+        }
+        (Some(key), None) => (VAR, key),
+        (None, Some(path)) => (FILE_VAR, read_secret_file(FILE_VAR, Path::new(&path))?),
+    };
+    // Never quote the value in these messages: it is a secret, typo or not.
+    let fix = "Copy the key from https://openrouter.ai/settings/keys; it looks like sk-or-v1-<64 hex digits>.";
+    if !key.starts_with("sk-or-") {
+        return Err(ConfigError::invalid(
+            var,
+            "does not start with `sk-or-`",
+            fix,
+        ));
+    }
+    if key.chars().count() < MIN_API_KEY_CHARS {
+        return Err(ConfigError::invalid(
+            var,
+            format!("is shorter than {MIN_API_KEY_CHARS} characters"),
+            fix,
+        ));
+    }
+    if !key.chars().all(is_token_char) {
+        return Err(ConfigError::invalid(
+            var,
+            "contains a character other than A-Z, a-z, 0-9, `-` and `_` (a space or line break from copying?)",
+            fix,
+        ));
+    }
+    Ok(Secret::new(key))
+}
+
+fn is_token_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '-' || c == '_'
+}
+
+/// Read a mounted secret. The size limit also keeps `/dev/zero` and other
+/// endless files from hanging the job.
+fn read_secret_file(var: &'static str, path: &Path) -> Result<String, ConfigError> {
+    let fail =
+        |problem: &str, fix: &'static str, source: Option<io::Error>| ConfigError::SecretFile {
+            var,
+            path: path.to_owned(),
+            problem: problem.to_owned(),
+            fix,
+            source,
+        };
+    let file = File::open(path).map_err(|e| {
+        let problem = format!("cannot open the file ({})", io_reason(&e));
+        fail(&problem, "Point it at the mounted secret file.", Some(e))
+    })?;
+    let metadata = file
+        .metadata()
+        .map_err(|e| fail("cannot read the file", "Check the mount.", Some(e)))?;
+    if metadata.is_dir() {
+        return Err(fail(
+            "is a directory, not a file",
+            "Point it at the file inside the mounted secret, not at the folder.",
+            None,
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_SECRET_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| {
+            fail(
+                "cannot read the file",
+                "Check the mount and its permissions.",
+                Some(e),
+            )
+        })?;
+    if bytes.len() as u64 > MAX_SECRET_FILE_BYTES {
+        return Err(fail(
+            &format!("is larger than {MAX_SECRET_FILE_BYTES} bytes"),
+            "Point it at a file that holds only the secret.",
+            None,
+        ));
+    }
+    let text = String::from_utf8(bytes)
+        .map_err(|_| fail("is not UTF-8 text", "Store the secret as text.", None))?;
+    let value = strip_one_newline(&text);
+    if value.is_empty() {
+        return Err(fail("is empty", "Put the secret in the file.", None));
+    }
+    Ok(value.to_owned())
+}
+
+/// `echo key > file` and `kubectl create secret --from-file` leave one
+/// trailing newline; anything more is part of the value and fails validation.
+fn strip_one_newline(text: &str) -> &str {
+    text.strip_suffix("\r\n")
+        .or_else(|| text.strip_suffix('\n'))
+        .unwrap_or(text)
+}
+
+pub(crate) fn io_reason(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::NotFound => "it does not exist".to_owned(),
+        io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
+        _ => e.to_string(),
+    }
+}
+
+fn external_user(value: String) -> Result<String, ConfigError> {
+    let chars = value.chars().count();
+    if !EXTERNAL_USER_CHARS.contains(&chars) || !value.chars().all(is_token_char) {
+        return Err(ConfigError::invalid(
+            "OPENROUTER_EXTERNAL_USER",
+            format!(
+                "must be {} to {} characters from A-Z, a-z, 0-9, `-` and `_`",
+                EXTERNAL_USER_CHARS.start(),
+                EXTERNAL_USER_CHARS.end()
+            ),
+            "Use the id the deployment already has, e.g. mai_client_63a4eb6d, or unset it to derive one from ORGANIZATION_NAME.",
+        ));
+    }
+    Ok(value)
+}
+
+fn host(raw: Option<String>) -> Result<String, ConfigError> {
+    let Some(host) = raw else {
+        return Ok(DEFAULT_HOST.to_owned());
+    };
+    let fix = format!("Use an http(s) URL such as {DEFAULT_HOST}.");
+    let rest = host
+        .strip_prefix("https://")
+        .or_else(|| host.strip_prefix("http://"))
+        .ok_or_else(|| {
+            ConfigError::invalid(
+                "OPENROUTER_HOST",
+                "must start with https:// or http://",
+                fix.clone(),
+            )
+        })?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.is_empty() {
+        return Err(ConfigError::invalid(
+            "OPENROUTER_HOST",
+            "has no host name",
+            fix,
+        ));
+    }
+    if let Some(c) = host.chars().find(|c| !is_url_char(*c)) {
+        return Err(ConfigError::invalid(
+            "OPENROUTER_HOST",
+            format!(
+                "contains U+{:04X}, which a URL cannot hold unescaped",
+                u32::from(c)
+            ),
+            fix,
+        ));
+    }
+    Ok(host)
+}
+
+/// RFC 3986's unreserved, reserved and percent characters.
+fn is_url_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "-._~:/?#[]@!$&'()*+,;=%".contains(c)
+}
+
+fn markup_rate(raw: Option<&str>) -> Result<MarkupRate, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(MarkupRate {
+            value: DEFAULT_MARKUP_RATE,
+            explicit: false,
+        });
+    };
+    let value = positive_decimal("MARKUP_RATE", raw, "e.g. MARKUP_RATE=1.3 for a 30% markup")?;
+    if value > MAX_MARKUP_RATE {
+        return Err(ConfigError::invalid(
+            "MARKUP_RATE",
+            format!("must be at most {MAX_MARKUP_RATE}"),
+            "It multiplies the raw cost: 1.3 means a 30% markup.",
+        ));
+    }
+    Ok(MarkupRate {
+        value,
+        explicit: true,
+    })
+}
+
+/// A finite number greater than zero, written with a decimal point.
+fn positive_decimal(var: &'static str, raw: &str, example: &str) -> Result<f64, ConfigError> {
+    let text = raw.trim();
+    if text.contains(',') {
+        return Err(ConfigError::invalid(
+            var,
+            "uses a comma",
+            format!("Write the decimal with a dot, {example}."),
+        ));
+    }
+    let value: f64 = text.parse().map_err(|_| {
+        ConfigError::invalid(
+            var,
+            "is not a number",
+            format!("Use a decimal number, {example}."),
+        )
+    })?;
+    if !value.is_finite() {
+        return Err(ConfigError::invalid(
+            var,
+            "must be a finite number",
+            format!("Use a decimal number, {example}."),
+        ));
+    }
+    if value <= 0.0 {
+        return Err(ConfigError::invalid(
+            var,
+            "must be greater than 0",
+            format!("Use a positive number, {example}."),
+        ));
+    }
+    Ok(value)
+}
+
+fn spending_limit(raw: Option<&str>) -> Result<String, ConfigError> {
+    match raw.map(str::trim) {
+        None => Ok(UNLIMITED.to_owned()),
+        Some(text) if text.eq_ignore_ascii_case(UNLIMITED) => Ok(UNLIMITED.to_owned()),
+        Some(text) => {
+            let value = positive_decimal(
+                "SPENDING_LIMIT",
+                text,
+                "e.g. SPENDING_LIMIT=1000, or `unlimited`",
+            )?;
+            Ok(python_float_repr(value))
+        }
+    }
+}
+
+/// Python's `str(float)`, which is how the application and the old generator
+/// wrote the limit: shortest round-trip digits, `1000.0`, `1e+16`, `1.5e-05`.
+pub fn python_float_repr(value: f64) -> String {
+    let scientific = format!("{value:e}");
+    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    let (sign, mantissa) = mantissa
+        .strip_prefix('-')
+        .map_or(("", mantissa), |m| ("-", m));
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    if !(-4..16).contains(&exponent) {
+        let (first, rest) = digits.split_at(1);
+        let fraction = if rest.is_empty() {
+            String::new()
+        } else {
+            format!(".{rest}")
+        };
+        let exp_sign = if exponent < 0 { '-' } else { '+' };
+        return format!(
+            "{sign}{first}{fraction}e{exp_sign}{:02}",
+            exponent.unsigned_abs()
+        );
+    }
+    if exponent < 0 {
+        let zeros = "0".repeat(exponent.unsigned_abs() as usize - 1);
+        return format!("{sign}0.{zeros}{digits}");
+    }
+    let point = exponent as usize + 1;
+    if digits.len() <= point {
+        let zeros = "0".repeat(point - digits.len());
+        format!("{sign}{digits}{zeros}.0")
+    } else {
+        let (whole, fraction) = digits.split_at(point);
+        format!("{sign}{whole}.{fraction}")
+    }
+}
+
+fn model_ids(raw: &str) -> Result<Vec<String>, ConfigError> {
+    let mut ids: Vec<String> = Vec::new();
+    for id in raw.split(',').map(str::trim).filter(|id| !id.is_empty()) {
+        let valid = id.chars().count() <= MAX_MODEL_ID_CHARS
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._:/@+-".contains(c));
+        if !valid {
+            return Err(ConfigError::invalid(
+                "MODEL_IDS",
+                format!("holds an invalid model id `{}`", id.escape_debug()),
+                "List OpenRouter model ids separated by commas, e.g. MODEL_IDS=openai/gpt-4o,anthropic/claude-3.5-sonnet.",
+            ));
+        }
+        if !ids.iter().any(|known| known == id) {
+            ids.push(id.to_owned());
+        }
+    }
+    if ids.is_empty() {
+        return Err(ConfigError::invalid(
+            "MODEL_IDS",
+            "lists no model",
+            "List model ids separated by commas, or unset MODEL_IDS to allow every model.",
+        ));
+    }
+    Ok(ids)
+}
+
+fn webui_secret_key(
+    direct: Option<String>,
+    file: Option<String>,
+) -> Result<Option<Secret>, ConfigError> {
+    const VAR: &str = "WEBUI_SECRET_KEY";
+    const FILE_VAR: &str = "WEBUI_SECRET_KEY_FILE";
+    let (var, key) = match (direct, file) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::BothSet {
+                first: VAR,
+                second: FILE_VAR,
+            });
+        }
+        (None, None) => return Ok(None),
+        (Some(key), None) => (VAR, key),
+        (None, Some(path)) => (FILE_VAR, read_secret_file(FILE_VAR, Path::new(&path))?),
+    };
+    if key.chars().any(char::is_control) {
+        return Err(ConfigError::invalid(
+            var,
+            "contains a control character",
+            "Use printable characters only.",
+        ));
+    }
+    if key.chars().count() > MAX_SECRET_KEY_CHARS {
+        return Err(ConfigError::invalid(
+            var,
+            format!("is longer than {MAX_SECRET_KEY_CHARS} characters"),
+            "Use a shorter key.",
+        ));
+    }
+    Ok(Some(Secret::new(key)))
+}
+
+/// SQLAlchemy's form: `sqlite:///relative.db` or `sqlite:////absolute.db`.
+fn database_path(url: Option<&str>, data_dir: &Path) -> Result<PathBuf, ConfigError> {
+    let Some(url) = url else {
+        return Ok(data_dir.join(DATABASE_FILE_NAME));
+    };
+    let fix = "mai-provision supports only SQLite files: DATABASE_URL=sqlite:////app/backend/data/webui.db, or unset DATABASE_URL to use $DATA_DIR/webui.db.";
+    let Some(path) = url.strip_prefix("sqlite:///") else {
+        let scheme = url.split("://").next().unwrap_or(url);
+        let problem = if url.contains("://") && scheme != "sqlite" {
+            format!("uses the unsupported scheme `{}`", scheme.escape_debug())
+        } else {
+            "is not a SQLite file URL".to_owned()
+        };
+        return Err(ConfigError::invalid("DATABASE_URL", problem, fix));
+    };
+    if path.is_empty() || path.contains('?') {
+        return Err(ConfigError::invalid(
+            "DATABASE_URL",
+            "must name a database file, without query parameters",
+            fix,
+        ));
+    }
+    Ok(PathBuf::from(path))
+}
+
+fn env_file(raw: Option<String>) -> Result<PathBuf, ConfigError> {
+    let path = raw.unwrap_or_else(|| DEFAULT_ENV_FILE.to_owned());
+    if path.ends_with('/') {
+        return Err(ConfigError::invalid(
+            "ENV_FILE",
+            "names a directory",
+            "Set it to the file the application loads, e.g. ENV_FILE=/shared/.env.",
+        ));
+    }
+    Ok(PathBuf::from(path))
+}
+
+fn file_mode(raw: Option<&str>) -> Result<u32, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(DEFAULT_ENV_FILE_MODE);
+    };
+    let digits = raw.trim().trim_start_matches("0o");
+    let mode = u32::from_str_radix(digits, 8).ok().filter(|m| *m <= 0o777);
+    match mode {
+        Some(mode) if mode & 0o600 == 0o600 => Ok(mode),
+        _ => Err(ConfigError::invalid(
+            "ENV_FILE_MODE",
+            "must be an octal file mode that lets the owner read and write, such as 0600 or 0640",
+            "The .env holds the API key: keep it 0600 unless the application runs as another user of the same group (0640).",
+        )),
+    }
+}
+
+fn seconds(var: &'static str, raw: Option<&str>, default: f64) -> Result<Duration, ConfigError> {
+    let value = match raw {
+        None => default,
+        Some(text) => text
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && (0.0..=MAX_LOCK_TIMEOUT_SECS).contains(s))
+            .ok_or_else(|| {
+                ConfigError::invalid(
+                    var,
+                    format!("must be a number of seconds from 0 to {MAX_LOCK_TIMEOUT_SECS}"),
+                    format!("e.g. {var}=60"),
+                )
+            })?,
+    };
+    Ok(Duration::from_secs_f64(value))
+}
+
+fn wait_for_database(raw: &str) -> Result<Option<Duration>, ConfigError> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "false" | "0" | "no" | "off" => Ok(None),
+        "true" | "yes" | "on" => Ok(Some(crate::cli::DEFAULT_WAIT_FOR_DATABASE)),
+        _ => seconds("WAIT_FOR_DATABASE", Some(raw), 0.0).map(Some),
+    }
+}
+
+fn boolean(var: &'static str, raw: Option<&str>) -> Result<bool, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(false);
+    };
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(ConfigError::invalid(
+            var,
+            "must be true or false",
+            format!("e.g. {var}=true"),
+        )),
+    }
+}
+
+fn mode(raw: &str) -> Result<Mode, ConfigError> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "env" => Ok(Mode::Env),
+        "database" => Ok(Mode::Database),
+        "production" => Ok(Mode::Production),
+        _ => Err(ConfigError::invalid(
+            "PROVISION_MODE",
+            "must be env, database or production",
+            "env writes the .env only; database adds the organization row; production also verifies both.",
+        )),
+    }
+}
+
+/// Every value that reaches the `.env` must read back the same in
+/// python-dotenv, Docker Compose and `sh`; find out now, before writing.
+fn check_renderable(config: &Config) -> Result<(), ConfigError> {
+    let mut values: Vec<(&'static str, &str)> = vec![
+        ("ORGANIZATION_NAME", &config.organization_name),
+        ("OPENROUTER_HOST", &config.host),
+    ];
+    if let Some(key) = &config.webui_secret_key {
+        values.push(("WEBUI_SECRET_KEY", key.expose()));
+    }
+    for (var, value) in values {
+        envfile::render_value(value).map_err(|problem| {
+            ConfigError::invalid(
+                var,
+                problem.to_string(),
+                "Change the value, or set it in the .env by hand.",
+            )
+        })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,155 @@
+//! The table of variables: one source for `--help`, the README check and the
+//! filter that keeps unrelated variables out of the configuration.
+
+pub struct Variable {
+    pub name: &'static str,
+    pub default: &'static str,
+    pub example: &'static str,
+    pub about: &'static str,
+}
+
+pub const VARIABLES: &[Variable] = &[
+    Variable {
+        name: "ORGANIZATION_NAME",
+        default: "(required)",
+        example: "ABC Company Sp. z o.o.",
+        about: "client organization's name; trimmed, 3 to 100 characters",
+    },
+    Variable {
+        name: "OPENROUTER_API_KEY",
+        default: "(required, or _FILE)",
+        example: "sk-or-v1-…",
+        about: "the organization's OpenRouter key",
+    },
+    Variable {
+        name: "OPENROUTER_API_KEY_FILE",
+        default: "(unset)",
+        example: "/run/secrets/openrouter_api_key",
+        about: "file holding the key instead (one trailing newline is dropped)",
+    },
+    Variable {
+        name: "OPENROUTER_EXTERNAL_USER",
+        default: "derived from the name",
+        example: "mai_client_63a4eb6d",
+        about: "explicit organization id; always wins, confirms a rename",
+    },
+    Variable {
+        name: "OPENROUTER_HOST",
+        default: "https://openrouter.ai/api/v1",
+        example: "https://openrouter.ai/api/v1",
+        about: "OpenRouter API base URL (http or https)",
+    },
+    Variable {
+        name: "MARKUP_RATE",
+        default: "1.3 (new rows only)",
+        example: "1.5",
+        about: "cost multiplier; when unset an existing row keeps its rate",
+    },
+    Variable {
+        name: "SPENDING_LIMIT",
+        default: "unlimited",
+        example: "1000",
+        about: "`unlimited` or a positive number, written as 1000.0",
+    },
+    Variable {
+        name: "MODEL_IDS",
+        default: "(unset: every model)",
+        example: "openai/gpt-4o,anthropic/claude-3.5-sonnet",
+        about: "comma-separated allow-list, written to OPENAI_API_CONFIGS",
+    },
+    Variable {
+        name: "WEBUI_SECRET_KEY",
+        default: "kept or generated",
+        example: "(a long random string)",
+        about: "session signing key; else the .env's, else DATA_DIR/.webui_secret_key, else new",
+    },
+    Variable {
+        name: "WEBUI_SECRET_KEY_FILE",
+        default: "(unset)",
+        example: "/run/secrets/webui_secret_key",
+        about: "file holding WEBUI_SECRET_KEY instead",
+    },
+    Variable {
+        name: "DATA_DIR",
+        default: "/app/backend/data",
+        example: "./data",
+        about: "the application's data volume; the database is $DATA_DIR/webui.db",
+    },
+    Variable {
+        name: "DATABASE_URL",
+        default: "sqlite:///$DATA_DIR/webui.db",
+        example: "sqlite:////app/backend/data/webui.db",
+        about: "SQLite URL of the database (sqlite:/// only)",
+    },
+    Variable {
+        name: "ENV_FILE",
+        default: ".env",
+        example: "/shared/.env",
+        about: "the .env the application loads as /app/.env",
+    },
+    Variable {
+        name: "ENV_FILE_MODE",
+        default: "0600",
+        example: "0640",
+        about: "octal mode of the .env, its backup and temp files",
+    },
+    Variable {
+        name: "LOCK_TIMEOUT",
+        default: "60",
+        example: "30",
+        about: "seconds to wait for the lock and for a busy database",
+    },
+    Variable {
+        name: "CREATE_SCHEMA",
+        default: "false",
+        example: "true",
+        about: "create the usage tables in a missing or empty database (standalone only)",
+    },
+    Variable {
+        name: "REQUIRE_DATABASE",
+        default: "false",
+        example: "true",
+        about: "fail (exit 66) instead of skipping when the database is missing",
+    },
+    Variable {
+        name: "PROVISION_MODE",
+        default: "env",
+        example: "production",
+        about: "env, database or production; a flag wins",
+    },
+    Variable {
+        name: "WAIT_FOR_DATABASE",
+        default: "(unset: do not wait)",
+        example: "300",
+        about: "seconds to wait for the application to create its schema",
+    },
+    Variable {
+        name: "LOG_FORMAT",
+        default: "text",
+        example: "json",
+        about: "text, or one JSON object per line",
+    },
+    Variable {
+        name: "LOG_LEVEL",
+        default: "info",
+        example: "debug",
+        about: "error, warn, info, debug or trace",
+    },
+];
+
+pub fn is_known(name: &str) -> bool {
+    VARIABLES.iter().any(|v| v.name == name)
+}
+
+/// The variables as a table for `--help`.
+pub fn help_table() -> String {
+    let width = VARIABLES.iter().map(|v| v.name.len()).max().unwrap_or(0);
+    let mut out = String::from("Environment variables (default in brackets):\n");
+    for v in VARIABLES {
+        out.push_str(&format!(
+            "  {:width$}  {} [{}]\n",
+            v.name, v.about, v.default
+        ));
+    }
+    out
+}
