@@ -1,0 +1,14 @@
+//! The `.env` file: read it the way python-dotenv does, change only the keys
+//! this job manages, and write it back atomically.
+
+mod merge;
+mod parse;
+mod render;
+mod write;
+
+pub use merge::{KeyChange, KeyStatus, MARKER, ManagedKey, Merged, merge};
+pub use parse::{Binding, Document};
+pub use render::{RenderError, render_value};
+pub use write::{
+    OutputError, PreparedFile, read_existing, remove_leftovers, resolve_target, temp_file_suffix,
+};

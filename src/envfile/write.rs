@@ -1,0 +1,348 @@
+//! Atomic replacement of a small file: a temp file in the same directory,
+//! created with the final mode, written and synced, then renamed over the
+//! target, and the directory synced. A reader sees the old file or the new
+//! one, never a part; a crash leaves at most a temp file, which the next run
+//! removes.
+
+use std::fs::{self, File, Permissions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use tempfile::{Builder, NamedTempFile};
+
+/// Every temp file of ours ends so, which is how leftovers are recognised.
+const TEMP_SUFFIX: &str = ".mai-provision.tmp";
+/// An existing file larger than this is not a `.env`; refuse to load it.
+const MAX_EXISTING_BYTES: u64 = 4 * 1024 * 1024;
+
+pub fn temp_file_suffix() -> &'static str {
+    TEMP_SUFFIX
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    #[error("the directory of {} does not exist. Create it or mount the shared volume there.", path.display())]
+    DirectoryMissing { path: PathBuf },
+    #[error("{} is a directory. Point ENV_FILE at a file inside it, e.g. {}/.env.", path.display(), path.display())]
+    IsDirectory { path: PathBuf },
+    #[error(
+        "{} is a symbolic link to {}, outside its own directory; mai-provision writes only inside the folder it was given. \
+         Point ENV_FILE at the real file.",
+        path.display(), target.display()
+    )]
+    LinkLeavesFolder { path: PathBuf, target: PathBuf },
+    #[error("{} is a symbolic link to a file that does not exist. Remove the link or point ENV_FILE at the real file.", path.display())]
+    DanglingLink { path: PathBuf },
+    #[error("{} is not UTF-8 text, so it cannot be a .env the application reads. Fix or move it; nothing was changed.", path.display())]
+    NotUtf8 { path: PathBuf },
+    #[error("{} is larger than {MAX_EXISTING_BYTES} bytes, which no .env is. Check the path; nothing was changed.", path.display())]
+    TooLarge { path: PathBuf },
+    #[error("cannot read {}: {source}", path.display())]
+    Read { path: PathBuf, source: io::Error },
+    #[error("cannot create a file in {}: {source}. Check that the directory is writable by this user.", dir.display())]
+    Create { dir: PathBuf, source: io::Error },
+    #[error("cannot write {}: {source}", path.display())]
+    Write { path: PathBuf, source: io::Error },
+    #[error("{} appeared while this run was writing it. Run again.", path.display())]
+    AppearedMeanwhile { path: PathBuf },
+}
+
+impl OutputError {
+    /// The I/O error underneath, for the exit code.
+    pub fn io_kind(&self) -> Option<io::ErrorKind> {
+        match self {
+            Self::Read { source, .. }
+            | Self::Create { source, .. }
+            | Self::Write { source, .. } => Some(source.kind()),
+            _ => None,
+        }
+    }
+}
+
+/// Where a write to `path` really goes: the file itself, or the target of a
+/// symbolic link that stays in the same directory.
+pub fn resolve_target(path: &Path) -> Result<PathBuf, OutputError> {
+    let dir = parent_dir(path);
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            let target = fs::canonicalize(path).map_err(|_| OutputError::DanglingLink {
+                path: path.to_owned(),
+            })?;
+            let home = fs::canonicalize(dir).map_err(|e| read_error(dir, e))?;
+            if target.parent() != Some(home.as_path()) {
+                return Err(OutputError::LinkLeavesFolder {
+                    path: path.to_owned(),
+                    target,
+                });
+            }
+            if target.is_dir() {
+                return Err(OutputError::IsDirectory {
+                    path: path.to_owned(),
+                });
+            }
+            Ok(target)
+        }
+        Ok(meta) if meta.is_dir() => Err(OutputError::IsDirectory {
+            path: path.to_owned(),
+        }),
+        Ok(_) => Ok(path.to_owned()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => match fs::metadata(dir) {
+            Ok(meta) if meta.is_dir() => Ok(path.to_owned()),
+            _ => Err(OutputError::DirectoryMissing {
+                path: path.to_owned(),
+            }),
+        },
+        Err(e) => Err(read_error(path, e)),
+    }
+}
+
+/// The current content, or `None` when there is no file yet.
+pub fn read_existing(path: &Path) -> Result<Option<String>, OutputError> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(read_error(path, e)),
+    };
+    let meta = file.metadata().map_err(|e| read_error(path, e))?;
+    if meta.is_dir() {
+        return Err(OutputError::IsDirectory {
+            path: path.to_owned(),
+        });
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_EXISTING_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| read_error(path, e))?;
+    if bytes.len() as u64 > MAX_EXISTING_BYTES {
+        return Err(OutputError::TooLarge {
+            path: path.to_owned(),
+        });
+    }
+    String::from_utf8(bytes)
+        .map(Some)
+        .map_err(|_| OutputError::NotUtf8 {
+            path: path.to_owned(),
+        })
+}
+
+fn read_error(path: &Path, source: io::Error) -> OutputError {
+    OutputError::Read {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
+/// New content, complete and on disk, waiting to replace `target`.
+#[derive(Debug)]
+pub struct PreparedFile {
+    temp: NamedTempFile,
+    target: PathBuf,
+}
+
+impl PreparedFile {
+    pub fn create(target: &Path, content: &[u8], mode: u32) -> Result<Self, OutputError> {
+        let dir = parent_dir(target);
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        let mut temp = Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(TEMP_SUFFIX)
+            .permissions(Permissions::from_mode(mode))
+            .tempfile_in(dir)
+            .map_err(|source| OutputError::Create {
+                dir: dir.to_owned(),
+                source,
+            })?;
+        // The umask may have narrowed the mode at creation; set it exactly.
+        let written = temp
+            .as_file()
+            .set_permissions(Permissions::from_mode(mode))
+            .and_then(|()| temp.write_all(content))
+            .and_then(|()| temp.as_file().sync_all());
+        written.map_err(|source| OutputError::Write {
+            path: temp.path().to_owned(),
+            source,
+        })?;
+        Ok(Self {
+            temp,
+            target: target.to_owned(),
+        })
+    }
+
+    pub fn temp_path(&self) -> &Path {
+        self.temp.path()
+    }
+
+    /// Rename over the target and make the rename durable.
+    pub fn commit(self) -> Result<(), OutputError> {
+        let target = self.target;
+        self.temp.persist(&target).map_err(|e| OutputError::Write {
+            path: target.clone(),
+            source: e.error,
+        })?;
+        sync_dir(&target)
+    }
+
+    /// Like `commit`, but never replaces a file that exists by now.
+    pub fn commit_new(self) -> Result<(), OutputError> {
+        let target = self.target;
+        match self.temp.persist_noclobber(&target) {
+            Ok(_) => sync_dir(&target),
+            Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => {
+                Err(OutputError::AppearedMeanwhile { path: target })
+            }
+            Err(e) => Err(OutputError::Write {
+                path: target,
+                source: e.error,
+            }),
+        }
+    }
+}
+
+fn sync_dir(target: &Path) -> Result<(), OutputError> {
+    let dir = parent_dir(target);
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| OutputError::Write {
+            path: dir.to_owned(),
+            source,
+        })
+}
+
+/// Remove temp files that a killed run of ours left beside `target`.
+/// Only called under the lock, so none of them is still being written.
+pub fn remove_leftovers(target: &Path) -> usize {
+    let dir = parent_dir(target);
+    let Some(name) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return 0;
+    };
+    let prefix = format!(".{name}.");
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let file = e.file_name();
+            let file = file.to_string_lossy();
+            file.starts_with(&prefix) && file.ends_with(TEMP_SUFFIX)
+        })
+        .filter(|e| fs::remove_file(e.path()).is_ok())
+        .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::symlink;
+
+    use super::*;
+
+    #[test]
+    fn commit_replaces_the_file_with_the_exact_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join(".env");
+        fs::write(&target, "old").unwrap();
+        let prepared = PreparedFile::create(&target, b"new", 0o640).unwrap();
+        let temp_mode = fs::metadata(prepared.temp_path())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(temp_mode & 0o777, 0o640);
+        prepared.commit().unwrap();
+        assert_eq!(fs::read_to_string(&target).unwrap(), "new");
+        assert_eq!(
+            fs::metadata(&target).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
+    }
+
+    #[test]
+    fn a_dropped_preparation_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join(".env");
+        drop(PreparedFile::create(&target, b"x", 0o600).unwrap());
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn leftovers_of_our_kind_only_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join(".env");
+        fs::write(dir.path().join(format!(".env.abc{TEMP_SUFFIX}")), "x").unwrap();
+        fs::write(
+            dir.path().join(format!(".env.backup.abc{TEMP_SUFFIX}")),
+            "x",
+        )
+        .unwrap();
+        fs::write(dir.path().join(".env.keep"), "x").unwrap();
+        assert_eq!(remove_leftovers(&target), 2);
+        assert!(dir.path().join(".env.keep").exists());
+    }
+
+    #[test]
+    fn commit_new_never_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("secret");
+        let prepared = PreparedFile::create(&target, b"mine", 0o600).unwrap();
+        fs::write(&target, "theirs").unwrap();
+        assert!(matches!(
+            prepared.commit_new(),
+            Err(OutputError::AppearedMeanwhile { .. })
+        ));
+        assert_eq!(fs::read_to_string(&target).unwrap(), "theirs");
+    }
+
+    #[test]
+    fn links_inside_the_folder_are_followed_and_others_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("real.env"), "").unwrap();
+        fs::write(outside.path().join("other.env"), "").unwrap();
+        symlink("real.env", dir.path().join(".env")).unwrap();
+        symlink(outside.path().join("other.env"), dir.path().join("out.env")).unwrap();
+        symlink("missing.env", dir.path().join("dangling.env")).unwrap();
+        let inside = resolve_target(&dir.path().join(".env")).unwrap();
+        assert_eq!(inside.file_name().unwrap(), "real.env");
+        assert!(matches!(
+            resolve_target(&dir.path().join("out.env")),
+            Err(OutputError::LinkLeavesFolder { .. })
+        ));
+        assert!(matches!(
+            resolve_target(&dir.path().join("dangling.env")),
+            Err(OutputError::DanglingLink { .. })
+        ));
+        assert!(matches!(
+            resolve_target(&dir.path().join("nowhere/.env")),
+            Err(OutputError::DirectoryMissing { .. })
+        ));
+        assert!(matches!(
+            resolve_target(dir.path()),
+            Err(OutputError::IsDirectory { .. })
+        ));
+    }
+
+    #[test]
+    fn existing_files_are_read_with_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(read_existing(&dir.path().join("none")).unwrap(), None);
+        fs::write(dir.path().join("bin"), [0xff, 0xfe]).unwrap();
+        assert!(matches!(
+            read_existing(&dir.path().join("bin")),
+            Err(OutputError::NotUtf8 { .. })
+        ));
+        assert!(matches!(
+            read_existing(dir.path()),
+            Err(OutputError::IsDirectory { .. })
+        ));
+    }
+}
