@@ -1,0 +1,142 @@
+//! The application's SQLite database: find out what state it is in, read the
+//! organization row, write the planned change in one transaction, and read
+//! it back. Nothing here decides what to change; `plan` does.
+
+mod open;
+mod row;
+mod schema;
+mod upsert;
+mod verify;
+
+use std::path::PathBuf;
+
+pub use open::{Access, FileState, open, probe};
+pub use row::{OrgRow, OtherOrg, Snapshot, read_snapshot};
+pub use schema::{
+    ORG_TABLE, REQUIRED_ORG_COLUMNS, REQUIRED_TABLES, Schema, create_standalone_schema, inspect,
+};
+pub use upsert::{RowWrite, UPDATABLE_COLUMNS, write_row};
+pub use verify::{Expected, VerifyError, verify};
+
+use crate::signals::Interrupted;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error(
+        "the database {} does not exist yet and REQUIRE_DATABASE=true. Start the application once so that it creates \
+         its schema, check that the data volume is mounted at DATA_DIR, or unset REQUIRE_DATABASE.",
+        path.display()
+    )]
+    Required { path: PathBuf },
+    #[error("DATA_DIR {} is not a directory. Point DATA_DIR at the application's data volume.", path.display())]
+    DataDirNotDirectory { path: PathBuf },
+    #[error("the database path {} is a directory, not a file. Point DATA_DIR or DATABASE_URL at the database file's folder.", path.display())]
+    IsDirectory { path: PathBuf },
+    #[error("{} is not a SQLite database (or is encrypted). Check DATA_DIR/DATABASE_URL; the file was left as it was.", path.display())]
+    NotADatabase { path: PathBuf },
+    #[error("the database {} is corrupt ({detail}). Restore it from a backup; the file was left as it was.", path.display())]
+    Corrupt { path: PathBuf, detail: String },
+    #[error(
+        "the database {} has no table {}. Let the mAI application run its migrations first (start it once), \
+         or use CREATE_SCHEMA=true on an empty database for a standalone schema; the file was left as it was.",
+        path.display(), tables.join(", ")
+    )]
+    MissingTables {
+        path: PathBuf,
+        tables: Vec<&'static str>,
+    },
+    #[error(
+        "the table {table} in {} has no column {}. This is not a schema the mAI application creates; \
+         upgrade the application or fix the table. The file was left as it was.",
+        path.display(), columns.join(", ")
+    )]
+    MissingColumns {
+        path: PathBuf,
+        table: &'static str,
+        columns: Vec<&'static str>,
+    },
+    #[error(
+        "the column {table}.{column} in {} is declared {declared}, {problem}. The file was left as it was.",
+        path.display()
+    )]
+    WrongColumn {
+        path: PathBuf,
+        table: &'static str,
+        column: &'static str,
+        declared: String,
+        problem: &'static str,
+    },
+    #[error(
+        "the database {} is read-only for this user. Run as the volume's owner (uid {}), or fix the file's permissions.",
+        path.display(), owner.map_or_else(|| "?".to_owned(), |o| o.to_string())
+    )]
+    ReadOnly { path: PathBuf, owner: Option<u32> },
+    #[error("cannot read the database path {}: {source}", path.display())]
+    Stat {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot create the directory {}: {source}", path.display())]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the database {} {doing} failed: {source}{}", path.display(), advice(source))]
+    Sqlite {
+        path: PathBuf,
+        doing: &'static str,
+        source: rusqlite::Error,
+    },
+    #[error(transparent)]
+    Interrupted(#[from] Interrupted),
+}
+
+impl DbError {
+    pub(crate) fn sqlite(
+        path: &std::path::Path,
+        doing: &'static str,
+    ) -> impl FnOnce(rusqlite::Error) -> Self {
+        move |source| match sqlite_code(&source) {
+            Some(rusqlite::ErrorCode::NotADatabase) => Self::NotADatabase {
+                path: path.to_owned(),
+            },
+            Some(rusqlite::ErrorCode::DatabaseCorrupt) => Self::Corrupt {
+                path: path.to_owned(),
+                detail: source.to_string(),
+            },
+            _ => Self::Sqlite {
+                path: path.to_owned(),
+                doing,
+                source,
+            },
+        }
+    }
+
+    /// SQLite's primary result code, for the exit code.
+    pub fn sqlite_code(&self) -> Option<rusqlite::ErrorCode> {
+        match self {
+            Self::Sqlite { source, .. } => sqlite_code(source),
+            _ => None,
+        }
+    }
+}
+
+fn sqlite_code(error: &rusqlite::Error) -> Option<rusqlite::ErrorCode> {
+    match error {
+        rusqlite::Error::SqliteFailure(e, _) => Some(e.code),
+        _ => None,
+    }
+}
+
+fn advice(error: &rusqlite::Error) -> &'static str {
+    use rusqlite::ErrorCode as C;
+    match sqlite_code(error) {
+        Some(C::DatabaseBusy | C::DatabaseLocked) => {
+            ". Another process kept the database busy past LOCK_TIMEOUT; run again, or raise LOCK_TIMEOUT"
+        }
+        Some(C::DiskFull) => ". The disk is full; free space and run again",
+        Some(C::ReadOnly | C::PermissionDenied) => ". Check the file's owner and permissions",
+        Some(C::CannotOpen) => ". Check that the directory exists and is writable",
+        _ => "",
+    }
+}

@@ -1,0 +1,298 @@
+//! Schema inspection: does this database hold what usage tracking needs?
+//! Two shapes exist in the field (see tests/fixtures); extra tables and
+//! columns are fine, missing ones are refused before anything is written.
+
+use std::path::Path;
+
+use rusqlite::Connection;
+
+use super::DbError;
+
+pub const ORG_TABLE: &str = "client_organizations";
+
+/// Usage tracking records nothing without these.
+pub const REQUIRED_TABLES: [&str; 3] = [
+    ORG_TABLE,
+    "client_user_daily_usage",
+    "client_model_daily_usage",
+];
+
+pub const REQUIRED_ORG_COLUMNS: [&str; 7] = [
+    "id",
+    "name",
+    "openrouter_api_key",
+    "markup_rate",
+    "is_active",
+    "created_at",
+    "updated_at",
+];
+
+/// Columns whose values must stay numbers: a TEXT column would turn the
+/// integer timestamps into strings, which the application silently rejects.
+const NUMERIC_ORG_COLUMNS: [&str; 4] = ["markup_rate", "is_active", "created_at", "updated_at"];
+
+const STANDALONE_SCHEMA: &str = include_str!("standalone_schema.sql");
+
+/// What the organization table offers beyond the required columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Schema {
+    pub has_key_hash: bool,
+    pub has_timezone: bool,
+}
+
+struct Column {
+    name: String,
+    declared: String,
+    primary_key: bool,
+}
+
+/// `None` when the database has no tables at all: the application has not
+/// started on it yet.
+pub fn inspect(conn: &Connection, path: &Path) -> Result<Option<Schema>, DbError> {
+    let tables = table_names(conn, path)?;
+    if tables.is_empty() {
+        return Ok(None);
+    }
+    let missing: Vec<&'static str> = REQUIRED_TABLES
+        .into_iter()
+        .filter(|t| !tables.iter().any(|have| have.eq_ignore_ascii_case(t)))
+        .collect();
+    if !missing.is_empty() {
+        return Err(DbError::MissingTables {
+            path: path.to_owned(),
+            tables: missing,
+        });
+    }
+    let columns = org_columns(conn, path)?;
+    check_columns(&columns, path)?;
+    check_id_is_unique(conn, &columns, path)?;
+    check_table_integrity(conn, path)?;
+    let has = |name: &str| columns.iter().any(|c| c.name.eq_ignore_ascii_case(name));
+    Ok(Some(Schema {
+        has_key_hash: has("openrouter_key_hash"),
+        has_timezone: has("timezone"),
+    }))
+}
+
+fn table_names(conn: &Connection, path: &Path) -> Result<Vec<String>, DbError> {
+    let read = || -> rusqlite::Result<Vec<String>> {
+        let mut stmt = conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table'")?;
+        stmt.query_map([], |row| row.get(0))?.collect()
+    };
+    read().map_err(DbError::sqlite(path, "schema read"))
+}
+
+fn org_columns(conn: &Connection, path: &Path) -> Result<Vec<Column>, DbError> {
+    let read = || -> rusqlite::Result<Vec<Column>> {
+        let mut stmt = conn.prepare(&format!("PRAGMA table_info({ORG_TABLE})"))?;
+        stmt.query_map([], |row| {
+            Ok(Column {
+                name: row.get("name")?,
+                declared: row.get("type")?,
+                primary_key: row.get::<_, i64>("pk")? > 0,
+            })
+        })?
+        .collect()
+    };
+    read().map_err(DbError::sqlite(path, "schema read"))
+}
+
+fn check_columns(columns: &[Column], path: &Path) -> Result<(), DbError> {
+    let find = |name: &str| columns.iter().find(|c| c.name.eq_ignore_ascii_case(name));
+    let missing: Vec<&'static str> = REQUIRED_ORG_COLUMNS
+        .into_iter()
+        .filter(|c| find(c).is_none())
+        .collect();
+    if !missing.is_empty() {
+        return Err(DbError::MissingColumns {
+            path: path.to_owned(),
+            table: ORG_TABLE,
+            columns: missing,
+        });
+    }
+    for name in NUMERIC_ORG_COLUMNS {
+        if let Some(column) = find(name).filter(|c| has_text_affinity(&c.declared)) {
+            return Err(DbError::WrongColumn {
+                path: path.to_owned(),
+                table: ORG_TABLE,
+                column: name,
+                declared: column.declared.clone(),
+                problem: "which stores numbers as text; the application needs INTEGER (or REAL for markup_rate)",
+            });
+        }
+    }
+    Ok(())
+}
+
+/// SQLite's affinity rules (section 3.1 of its datatype page): INT wins,
+/// then CHAR, CLOB or TEXT make a column TEXT.
+fn has_text_affinity(declared: &str) -> bool {
+    let upper = declared.to_ascii_uppercase();
+    !upper.contains("INT") && ["CHAR", "CLOB", "TEXT"].iter().any(|t| upper.contains(t))
+}
+
+/// `ON CONFLICT(id)` needs a primary key or unique index on `id` alone.
+fn check_id_is_unique(conn: &Connection, columns: &[Column], path: &Path) -> Result<(), DbError> {
+    let pk: Vec<&Column> = columns.iter().filter(|c| c.primary_key).collect();
+    if pk.len() == 1 && pk[0].name.eq_ignore_ascii_case("id") {
+        return Ok(());
+    }
+    let unique_on_id = || -> rusqlite::Result<bool> {
+        let mut stmt = conn.prepare(&format!(
+            "SELECT count(*) FROM pragma_index_list('{ORG_TABLE}') AS l \
+             WHERE l.\"unique\" = 1 AND l.partial = 0 \
+             AND (SELECT count(*) FROM pragma_index_info(l.name)) = 1 \
+             AND (SELECT name FROM pragma_index_info(l.name)) = 'id'"
+        ))?;
+        stmt.query_row([], |row| row.get::<_, i64>(0))
+            .map(|n| n > 0)
+    };
+    if unique_on_id().map_err(DbError::sqlite(path, "schema read"))? {
+        return Ok(());
+    }
+    Err(DbError::WrongColumn {
+        path: path.to_owned(),
+        table: ORG_TABLE,
+        column: "id",
+        declared: pk.first().map_or_else(String::new, |c| c.declared.clone()),
+        problem: "but is neither the primary key nor unique, so rows cannot be matched by id",
+    })
+}
+
+/// A check of the one table this job writes: cheap even in a large
+/// database, and it catches a truncated or damaged file before a write.
+fn check_table_integrity(conn: &Connection, path: &Path) -> Result<(), DbError> {
+    let read = || -> rusqlite::Result<Vec<String>> {
+        let mut stmt = conn.prepare(&format!("PRAGMA quick_check({ORG_TABLE})"))?;
+        stmt.query_map([], |row| row.get(0))?.collect()
+    };
+    let problems = read().map_err(DbError::sqlite(path, "integrity check"))?;
+    match problems.as_slice() {
+        [ok] if ok == "ok" => Ok(()),
+        _ => Err(DbError::Corrupt {
+            path: path.to_owned(),
+            detail: problems.join("; "),
+        }),
+    }
+}
+
+pub fn create_standalone_schema(conn: &Connection, path: &Path) -> Result<(), DbError> {
+    conn.execute_batch(STANDALONE_SCHEMA)
+        .map_err(DbError::sqlite(path, "schema creation"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db(sql: &str) -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(sql).unwrap();
+        conn
+    }
+
+    const ALEMBIC: &str = include_str!("../../tests/fixtures/mai-alembic-schema.sql");
+    const STARTUP: &str = include_str!("../../tests/fixtures/mai-startup-schema.sql");
+
+    #[test]
+    fn both_field_shapes_are_accepted() {
+        let path = Path::new("x.db");
+        let alembic = inspect(&db(ALEMBIC), path).unwrap().unwrap();
+        assert_eq!(
+            alembic,
+            Schema {
+                has_key_hash: true,
+                has_timezone: false
+            }
+        );
+        let startup = inspect(&db(STARTUP), path).unwrap().unwrap();
+        assert_eq!(
+            startup,
+            Schema {
+                has_key_hash: true,
+                has_timezone: true
+            }
+        );
+    }
+
+    #[test]
+    fn the_standalone_schema_is_the_startup_fixture_without_alembic() {
+        let strip = |sql: &str| -> Vec<String> {
+            sql.lines()
+                .filter(|l| !l.starts_with("--") && !l.contains("alembic_version"))
+                .map(str::to_owned)
+                .collect()
+        };
+        assert_eq!(strip(STANDALONE_SCHEMA), strip(STARTUP));
+    }
+
+    #[test]
+    fn an_empty_database_has_no_schema() {
+        assert_eq!(inspect(&db(""), Path::new("x.db")).unwrap(), None);
+    }
+
+    #[test]
+    fn missing_tables_are_named() {
+        let err = inspect(
+            &db("CREATE TABLE client_organizations (id TEXT PRIMARY KEY);"),
+            Path::new("x.db"),
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("client_user_daily_usage, client_model_daily_usage"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn missing_and_text_columns_are_named() {
+        let renamed = STARTUP.replace("markup_rate REAL DEFAULT 1.3", "markup REAL");
+        let err = inspect(&db(&renamed), Path::new("x.db")).unwrap_err();
+        assert!(
+            matches!(&err, DbError::MissingColumns { columns, .. } if columns == &["markup_rate"]),
+            "{err}"
+        );
+        let text_time = STARTUP.replace(
+            "is_active INTEGER DEFAULT 1,\n    created_at INTEGER",
+            "is_active INTEGER DEFAULT 1,\n    created_at TEXT",
+        );
+        let err = inspect(&db(&text_time), Path::new("x.db")).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                DbError::WrongColumn {
+                    column: "created_at",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_non_unique_id_is_refused() {
+        let loose = STARTUP.replace(
+            "id TEXT PRIMARY KEY,\n    name TEXT NOT NULL,\n    openrouter_api_key",
+            "id TEXT,\n    name TEXT NOT NULL,\n    openrouter_api_key",
+        );
+        assert_ne!(loose, STARTUP);
+        let err = inspect(&db(&loose), Path::new("x.db")).unwrap_err();
+        assert!(
+            matches!(&err, DbError::WrongColumn { column: "id", .. }),
+            "{err}"
+        );
+        let indexed = format!("{loose}\nCREATE UNIQUE INDEX org_id ON client_organizations(id);");
+        assert!(inspect(&db(&indexed), Path::new("x.db")).is_ok());
+    }
+
+    #[test]
+    fn affinity_follows_sqlite_rules() {
+        assert!(has_text_affinity("VARCHAR"));
+        assert!(has_text_affinity("text"));
+        assert!(!has_text_affinity("BIGINT"));
+        assert!(!has_text_affinity("FLOAT"));
+        assert!(!has_text_affinity(""));
+        assert!(!has_text_affinity("CHARINT"));
+    }
+}
