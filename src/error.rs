@@ -1,0 +1,47 @@
+//! The job's one error type: each concern keeps its own, and this gathers
+//! them so that `exit` can map every failure to an exit code in one place.
+
+use std::path::PathBuf;
+
+use crate::config::ConfigError;
+use crate::db::{DbError, VerifyError};
+use crate::envfile::{OutputError, RenderError};
+use crate::identity::IdentityError;
+use crate::lock::LockError;
+use crate::signals::Interrupted;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+    #[error(transparent)]
+    Interrupted(#[from] Interrupted),
+    /// Config validation renders every value first, so this means a bug.
+    #[error("internal error: a managed value could not be rendered ({0}); please report this")]
+    Render(RenderError),
+    #[error(
+        "no WEBUI_SECRET_KEY is configured, none is in the .env, and {} cannot hold a new one because DATA_DIR does not exist. \
+         Mount the data volume at DATA_DIR, or set WEBUI_SECRET_KEY (or WEBUI_SECRET_KEY_FILE).",
+        path.display()
+    )]
+    SecretKeyHome { path: PathBuf },
+    #[error("cannot read {}: {source}", path.display())]
+    SecretKeyRead {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot get random bytes from the operating system for a new WEBUI_SECRET_KEY: {0}. Set WEBUI_SECRET_KEY instead."
+    )]
+    Random(String),
+}

@@ -1,0 +1,188 @@
+//! The one place that turns an outcome into an exit code. The codes follow
+//! BSD's sysexits.h, which orchestrators and shell scripts already know.
+
+use std::io::ErrorKind;
+
+use rusqlite::ErrorCode;
+
+use crate::db::{DbError, VerifyError};
+use crate::envfile::OutputError;
+use crate::error::Error;
+use crate::lock::LockError;
+use crate::report::Outcome;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ExitCode {
+    Ok = 0,
+    /// `--check`: a run would change something.
+    Drift = 1,
+    Usage = 64,
+    DataError = 65,
+    /// The database is required but missing.
+    NoInput = 66,
+    Internal = 70,
+    CannotCreate = 73,
+    Io = 74,
+    TempFail = 75,
+    NoPermission = 77,
+    Config = 78,
+    Sigint = 130,
+    Sigterm = 143,
+}
+
+/// Every code, for `--help` and the README check.
+pub const TABLE: &[(ExitCode, &str)] = &[
+    (ExitCode::Ok, "done, or nothing to do"),
+    (
+        ExitCode::Drift,
+        "--check: the .env or the database differs from the configuration",
+    ),
+    (
+        ExitCode::Usage,
+        "usage error: unknown flag, or two modes at once",
+    ),
+    (
+        ExitCode::DataError,
+        "data error: schema, key conflict, corrupt file, identity mismatch",
+    ),
+    (
+        ExitCode::NoInput,
+        "REQUIRE_DATABASE=true and the database is missing",
+    ),
+    (
+        ExitCode::Internal,
+        "internal error, or verification found a difference",
+    ),
+    (
+        ExitCode::CannotCreate,
+        "cannot create the output file (missing directory, link out of folder)",
+    ),
+    (ExitCode::Io, "I/O error (disk full, unreadable file)"),
+    (
+        ExitCode::TempFail,
+        "temporary failure: lock timeout, database busy; run again",
+    ),
+    (
+        ExitCode::NoPermission,
+        "permission denied, read-only file or file system",
+    ),
+    (
+        ExitCode::Config,
+        "configuration error: a variable is missing or invalid",
+    ),
+    (ExitCode::Sigint, "interrupted by SIGINT"),
+    (ExitCode::Sigterm, "interrupted by SIGTERM"),
+];
+
+impl ExitCode {
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+}
+
+/// The code for a whole run; `check` makes a pending change a failure.
+pub fn for_result(result: &Result<Outcome, Error>, check: bool) -> ExitCode {
+    match result {
+        Ok(outcome) if check && outcome.drift => ExitCode::Drift,
+        Ok(_) => ExitCode::Ok,
+        Err(error) => for_error(error),
+    }
+}
+
+pub fn for_error(error: &Error) -> ExitCode {
+    match error {
+        Error::Config(e) => match e {
+            crate::config::ConfigError::SecretFile {
+                source: Some(s), ..
+            } if is_permission(s.kind()) => ExitCode::NoPermission,
+            _ => ExitCode::Config,
+        },
+        Error::Identity(_) => ExitCode::DataError,
+        Error::Db(e) => for_db(e),
+        Error::Output(e) => for_output(e),
+        Error::Lock(LockError::Timeout { .. }) => ExitCode::TempFail,
+        Error::Lock(LockError::Open { source, .. }) => {
+            for_io(source.kind(), ExitCode::CannotCreate)
+        }
+        Error::Lock(LockError::Interrupted(i)) | Error::Interrupted(i) => for_signal(i.signal),
+        Error::Verify(VerifyError::Db(e)) => for_db(e),
+        Error::Verify(_) | Error::Render(_) => ExitCode::Internal,
+        Error::SecretKeyHome { .. } => ExitCode::CannotCreate,
+        Error::SecretKeyRead { source, .. } => for_io(source.kind(), ExitCode::Io),
+        Error::Random(_) => ExitCode::Io,
+    }
+}
+
+pub fn for_signal(signal: i32) -> ExitCode {
+    if signal == signal_hook::consts::SIGINT {
+        ExitCode::Sigint
+    } else {
+        ExitCode::Sigterm
+    }
+}
+
+fn for_db(error: &DbError) -> ExitCode {
+    match error {
+        DbError::Required { .. } => ExitCode::NoInput,
+        DbError::DataDirNotDirectory { .. } => ExitCode::Config,
+        DbError::IsDirectory { .. }
+        | DbError::NotADatabase { .. }
+        | DbError::Corrupt { .. }
+        | DbError::MissingTables { .. }
+        | DbError::MissingColumns { .. }
+        | DbError::WrongColumn { .. } => ExitCode::DataError,
+        DbError::ReadOnly { .. } => ExitCode::NoPermission,
+        DbError::Stat { source, .. } => for_io(source.kind(), ExitCode::Io),
+        DbError::CreateDir { source, .. } => for_io(source.kind(), ExitCode::CannotCreate),
+        DbError::Interrupted(i) => for_signal(i.signal),
+        DbError::Sqlite { .. } => match error.sqlite_code() {
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => ExitCode::TempFail,
+            Some(
+                ErrorCode::ReadOnly
+                | ErrorCode::PermissionDenied
+                | ErrorCode::AuthorizationForStatementDenied,
+            ) => ExitCode::NoPermission,
+            Some(
+                ErrorCode::DatabaseCorrupt
+                | ErrorCode::NotADatabase
+                | ErrorCode::ConstraintViolation,
+            ) => ExitCode::DataError,
+            Some(ErrorCode::SystemIoFailure | ErrorCode::DiskFull) => ExitCode::Io,
+            Some(ErrorCode::CannotOpen) => ExitCode::CannotCreate,
+            _ => ExitCode::Internal,
+        },
+    }
+}
+
+fn for_output(error: &OutputError) -> ExitCode {
+    match error {
+        OutputError::DirectoryMissing { .. }
+        | OutputError::IsDirectory { .. }
+        | OutputError::LinkLeavesFolder { .. }
+        | OutputError::DanglingLink { .. } => ExitCode::CannotCreate,
+        OutputError::NotUtf8 { .. } | OutputError::TooLarge { .. } => ExitCode::DataError,
+        OutputError::AppearedMeanwhile { .. } => ExitCode::TempFail,
+        OutputError::Create { source, .. } => for_io(source.kind(), ExitCode::CannotCreate),
+        OutputError::Read { source, .. } | OutputError::Write { source, .. } => {
+            for_io(source.kind(), ExitCode::Io)
+        }
+    }
+}
+
+fn for_io(kind: ErrorKind, otherwise: ExitCode) -> ExitCode {
+    if is_permission(kind) {
+        ExitCode::NoPermission
+    } else if kind == ErrorKind::StorageFull {
+        ExitCode::Io
+    } else {
+        otherwise
+    }
+}
+
+fn is_permission(kind: ErrorKind) -> bool {
+    matches!(
+        kind,
+        ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem
+    )
+}

@@ -1,0 +1,31 @@
+//! Step boundaries. Each checks for a termination signal; for the signal
+//! and crash tests it can also pause: with
+//! `MAI_PROVISION_TEST_PAUSE=<step>` the run stops at that step, creates the
+//! file named by `MAI_PROVISION_TEST_PAUSE_FILE`, and sleeps (waking for
+//! signals). Compiled into debug builds and the `test-hooks` feature only;
+//! a release binary ignores these variables.
+
+use crate::signals::Interrupted;
+
+#[cfg(any(debug_assertions, feature = "test-hooks"))]
+pub fn checkpoint(step: &str) -> Result<(), Interrupted> {
+    use std::time::Duration;
+
+    crate::signals::check()?;
+    if std::env::var("MAI_PROVISION_TEST_PAUSE").ok().as_deref() != Some(step) {
+        return Ok(());
+    }
+    if let Some(marker) = std::env::var_os("MAI_PROVISION_TEST_PAUSE_FILE") {
+        let _ = std::fs::write(marker, step);
+    }
+    let seconds = std::env::var("MAI_PROVISION_TEST_PAUSE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30.0);
+    crate::signals::sleep(Duration::from_secs_f64(seconds))
+}
+
+#[cfg(not(any(debug_assertions, feature = "test-hooks")))]
+pub fn checkpoint(_step: &str) -> Result<(), Interrupted> {
+    crate::signals::check()
+}

@@ -1,0 +1,132 @@
+//! One run at a time per volume: an exclusive `flock` on a file beside the
+//! database (or beside the `.env`), waited for with jittered backoff so that
+//! replicas starting together do not retry in lockstep.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use fs2::FileExt;
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+
+use crate::signals::{self, Interrupted};
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(5);
+const MAX_BACKOFF: Duration = Duration::from_millis(250);
+
+/// Held until dropped; closing the file releases the lock, also when the
+/// process is killed.
+#[derive(Debug)]
+pub struct Lock {
+    _file: File,
+    path: PathBuf,
+}
+
+impl Lock {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error(
+        "another mai-provision run has held {} for {:.1} s, past LOCK_TIMEOUT. \
+         Wait for it to finish and run again, or raise LOCK_TIMEOUT; nothing was changed.",
+        path.display(), waited.as_secs_f64()
+    )]
+    Timeout { path: PathBuf, waited: Duration },
+    #[error("cannot open the lock file {}: {source}. Check that the directory is writable by this user.", path.display())]
+    Open { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Interrupted(#[from] Interrupted),
+}
+
+pub fn acquire(path: &Path, timeout: Duration) -> Result<Lock, LockError> {
+    let file = open(path)?;
+    let started = Instant::now();
+    let mut backoff = FIRST_BACKOFF;
+    let mut rng = jitter_source();
+    loop {
+        signals::check()?;
+        match file.try_lock_exclusive() {
+            Ok(()) => {
+                return Ok(Lock {
+                    _file: file,
+                    path: path.to_owned(),
+                });
+            }
+            Err(e) if e.kind() == fs2::lock_contended_error().kind() => {}
+            Err(source) => {
+                return Err(LockError::Open {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+        }
+        let waited = started.elapsed();
+        if waited >= timeout {
+            return Err(LockError::Timeout {
+                path: path.to_owned(),
+                waited,
+            });
+        }
+        let jittered = backoff.mul_f64(rng.random_range(0.5..1.5));
+        signals::sleep(jittered.min(timeout - waited))?;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// A read-only directory still allows locking a lock file that exists.
+fn open(path: &Path) -> Result<File, LockError> {
+    let created = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .open(path);
+    created
+        .or_else(|e| File::open(path).map_err(|_| e))
+        .map_err(|source| LockError::Open {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+/// Jitter needs no cryptographic randomness, only a different seed per
+/// process, so it works even where the OS random source is missing.
+fn jitter_source() -> SmallRng {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    SmallRng::seed_from_u64(nanos ^ u64::from(std::process::id()).rotate_left(32))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_lock_times_out_and_a_released_one_is_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.lock");
+        let held = acquire(&path, Duration::ZERO).unwrap();
+        let started = Instant::now();
+        let err = acquire(&path, Duration::from_millis(200)).unwrap_err();
+        assert!(matches!(err, LockError::Timeout { .. }), "{err}");
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        drop(held);
+        assert!(acquire(&path, Duration::ZERO).is_ok());
+    }
+
+    #[test]
+    fn a_missing_directory_is_an_open_error_naming_the_path() {
+        let err = acquire(Path::new("/nonexistent/dir/x.lock"), Duration::ZERO).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/dir/x.lock"), "{err}");
+    }
+}

@@ -1,0 +1,87 @@
+//! Logs go to stderr, as text or one JSON object per line, so that stdout
+//! stays free for the plan and the JSON report.
+
+use std::io::IsTerminal;
+
+use tracing_subscriber::filter::LevelFilter;
+
+use crate::config::ConfigError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    pub format: Format,
+    pub level: LevelFilter,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            format: Format::Text,
+            level: LevelFilter::INFO,
+        }
+    }
+}
+
+impl Settings {
+    pub fn parse(format: Option<&str>, level: Option<&str>) -> Result<Self, ConfigError> {
+        let format = match format.map(|f| f.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("" | "text") => Format::Text,
+            Some("json") => Format::Json,
+            Some(_) => {
+                return Err(ConfigError::Invalid {
+                    var: "LOG_FORMAT",
+                    problem: "must be text or json".into(),
+                    fix: "e.g. LOG_FORMAT=json for log collectors".into(),
+                });
+            }
+        };
+        let level = match level.map(|l| l.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("") => LevelFilter::INFO,
+            Some(name @ ("off" | "error" | "warn" | "info" | "debug" | "trace")) => {
+                name.parse().unwrap_or(LevelFilter::INFO)
+            }
+            Some(_) => {
+                return Err(ConfigError::Invalid {
+                    var: "LOG_LEVEL",
+                    problem: "must be error, warn, info, debug, trace or off".into(),
+                    fix: "e.g. LOG_LEVEL=debug".into(),
+                });
+            }
+        };
+        Ok(Self { format, level })
+    }
+
+    /// The settings to log with before the configuration is validated: an
+    /// invalid value falls back to the default here and is reported as a
+    /// configuration error right after.
+    pub fn from_env_or_default() -> Self {
+        let var = |name| std::env::var(name).ok();
+        Self::parse(var("LOG_FORMAT").as_deref(), var("LOG_LEVEL").as_deref()).unwrap_or_default()
+    }
+}
+
+pub fn init(settings: Settings) {
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(settings.level)
+        .with_target(false);
+    let installed = match settings.format {
+        Format::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        Format::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init(),
+    };
+    // Only fails if a subscriber is already set, which then keeps logging.
+    let _ = installed;
+}

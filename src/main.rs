@@ -1,0 +1,43 @@
+//! The binary: flags, logging, signals, then the library; the error becomes
+//! an exit code in `exit`, the one place that maps them.
+
+use std::time::Instant;
+
+use mai_provision::cli::Cli;
+use mai_provision::{exit, logging, report, signals};
+
+fn main() -> std::process::ExitCode {
+    let started = Instant::now();
+    let cli = match Cli::parse_args() {
+        Ok(cli) => cli,
+        Err(code) => return code.code().into(),
+    };
+    if cli.version {
+        println!("{}", mai_provision::cli::version_text());
+        return exit::ExitCode::Ok.code().into();
+    }
+    logging::init(logging::Settings::from_env_or_default());
+    install_panic_hook();
+    if let Err(e) = signals::install() {
+        tracing::error!("cannot install signal handlers: {e}");
+        return exit::ExitCode::Internal.code().into();
+    }
+    let options = cli.options();
+    let result = mai_provision::run(&options);
+    let code = exit::for_result(&result, options.check);
+    report::finish(&result, code, started.elapsed(), &options);
+    code.code().into()
+}
+
+/// A panic is a bug: report where, never the payload (it could hold a
+/// formatted value), and exit with the internal-error code.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let place = info.location().map_or_else(
+            || "unknown place".to_owned(),
+            |l| format!("{}:{}", l.file(), l.line()),
+        );
+        tracing::error!("internal error (panic at {place}); this is a bug, please report it");
+        std::process::exit(i32::from(exit::ExitCode::Internal.code()));
+    }));
+}

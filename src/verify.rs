@@ -1,0 +1,73 @@
+//! `--production`: after applying, read both files back with this
+//! project's own readers and compare every managed value.
+
+use std::os::unix::fs::PermissionsExt;
+
+use rusqlite::Connection;
+
+use crate::apply::Applied;
+use crate::config::Config;
+use crate::db::{self, Access, VerifyError};
+use crate::envfile::{self, Document};
+use crate::error::Error;
+use crate::plan::{self, Plan};
+
+pub fn verify(plan: &Plan, config: &Config, applied: &Applied) -> Result<(), Error> {
+    verify_env(plan, config)?;
+    if let Some(expected) = applied.database.expected() {
+        let path = &config.database_path;
+        let reopened;
+        let conn: &Connection = match &applied.connection {
+            Some(conn) => conn,
+            None => {
+                reopened = db::open(path, Access::ReadOnly, config.lock_timeout)?;
+                &reopened
+            }
+        };
+        db::verify(conn, path, expected)?;
+    }
+    Ok(())
+}
+
+fn verify_env(plan: &Plan, config: &Config) -> Result<(), Error> {
+    let path = &plan.env.path;
+    let mismatch = |field: String, found: String, expected: String| VerifyError::Mismatch {
+        place: path.display().to_string(),
+        field,
+        found,
+        expected,
+    };
+    let text = envfile::read_existing(path)?
+        .ok_or_else(|| mismatch("the file".into(), "missing".into(), "present".into()))?;
+    let document = Document::parse(&text);
+    for key in plan::managed_keys(config, &plan.id, &plan.secret_key.value) {
+        let found = document.value(key.key);
+        if found != key.value.as_deref() {
+            let show = |v: Option<&str>| match (v, key.secret) {
+                (None, _) => "absent".to_owned(),
+                (Some(_), true) => "a different secret".to_owned(),
+                (Some(v), false) => format!("{v:?}"),
+            };
+            return Err(
+                mismatch(key.key.to_owned(), show(found), show(key.value.as_deref())).into(),
+            );
+        }
+    }
+    let mode = std::fs::metadata(path)
+        .map_err(|source| envfile::OutputError::Read {
+            path: path.clone(),
+            source,
+        })?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode != config.env_file_mode {
+        return Err(mismatch(
+            "the file mode".into(),
+            format!("{mode:04o}"),
+            format!("{:04o}", config.env_file_mode),
+        )
+        .into());
+    }
+    Ok(())
+}

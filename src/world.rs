@@ -1,0 +1,93 @@
+//! Reading the world: the current `.env`, the stored secret key and the
+//! database row. Reads only; the one side effect is the connection it opens,
+//! which `apply` goes on to use.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::Connection;
+
+use crate::config::{Config, Mode};
+use crate::db::{self, Access, FileState};
+use crate::envfile;
+use crate::error::Error;
+use crate::identity::OrgId;
+use crate::plan::{DatabaseState, World};
+use crate::secret::Secret;
+
+pub struct Reading {
+    pub world: World,
+    /// Open when the database exists and the mode touches it.
+    pub connection: Option<Connection>,
+}
+
+pub fn read(
+    config: &Config,
+    mode: Mode,
+    id: &OrgId,
+    env_file: PathBuf,
+    database_file: Option<FileState>,
+    access: Access,
+) -> Result<Reading, Error> {
+    let env_text = envfile::read_existing(&env_file)?;
+    let env_mode = env_text.as_ref().and_then(|_| permission_bits(&env_file));
+    let stored_secret = read_stored_secret(&config.secret_key_store())?;
+    let (database, connection) = match (mode, database_file) {
+        (Mode::Env, _) | (_, None) => (DatabaseState::NotInMode, None),
+        (_, Some(FileState::Missing { dir_exists })) => {
+            (DatabaseState::Missing { dir_exists }, None)
+        }
+        (_, Some(FileState::Present)) => {
+            let (state, conn) = read_database(config, id, access)?;
+            (state, Some(conn))
+        }
+    };
+    Ok(Reading {
+        world: World {
+            env_file,
+            env_text,
+            env_mode,
+            stored_secret,
+            data_dir_exists: config.data_dir.is_dir(),
+            database,
+        },
+        connection,
+    })
+}
+
+fn read_database(
+    config: &Config,
+    id: &OrgId,
+    access: Access,
+) -> Result<(DatabaseState, Connection), Error> {
+    let path = &config.database_path;
+    let conn = db::open(path, access, config.lock_timeout)?;
+    let state = match db::inspect(&conn, path)? {
+        None => DatabaseState::Empty,
+        Some(schema) => DatabaseState::Ready(db::read_snapshot(
+            &conn,
+            path,
+            schema,
+            &id.value,
+            &config.api_key,
+        )?),
+    };
+    Ok((state, conn))
+}
+
+fn read_stored_secret(path: &Path) -> Result<Option<Secret>, Error> {
+    let text = envfile::read_existing(path).map_err(|e| match e {
+        envfile::OutputError::Read { path, source } => Error::SecretKeyRead { path, source },
+        other => other.into(),
+    })?;
+    Ok(text
+        .map(|t| t.trim_end_matches(['\n', '\r']).to_owned())
+        .filter(|t| !t.is_empty())
+        .map(Secret::new))
+}
+
+fn permission_bits(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| m.permissions().mode() & 0o777)
+}
