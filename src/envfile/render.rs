@@ -16,7 +16,11 @@ pub enum RenderError {
     #[error("contains `${{`, which python-dotenv expands as a variable in every kind of quoting")]
     VariableReference,
     #[error(
-        "contains a single quote together with `$`, a backtick, a backslash before a quote or a double backslash; \
+        "ends with a backslash, which Docker Compose or python-dotenv would read as escaping the closing quote"
+    )]
+    TrailingBackslash,
+    #[error(
+        "contains a single quote or a double backslash together with `$` or a backtick; \
          no quoting reads back the same in python-dotenv, Docker Compose and sh"
     )]
     NoCommonQuoting,
@@ -28,6 +32,9 @@ pub fn render_value(value: &str) -> Result<String, RenderError> {
     }
     if value.contains("${") {
         return Err(RenderError::VariableReference);
+    }
+    if value.ends_with('\\') {
+        return Err(RenderError::TrailingBackslash);
     }
     if !value.is_empty() && value.chars().all(is_bare_char) {
         return Ok(value.to_owned());
@@ -45,7 +52,7 @@ pub fn render_value(value: &str) -> Result<String, RenderError> {
 /// Inside single quotes sh and Compose take every character literally, but
 /// python-dotenv still reads `\\` and `\'` as escapes.
 fn single_quotes_fit(value: &str) -> bool {
-    !value.contains('\'') && !value.contains("\\\\") && !value.ends_with('\\')
+    !value.contains('\'') && !value.contains("\\\\")
 }
 
 /// Inside double quotes all three agree on `\\` and `\"`; sh alone would
@@ -94,7 +101,6 @@ mod tests {
             r#""O'Brien \"Sons\"""#
         );
         assert_eq!(render_value(r"a\\b").unwrap(), r#""a\\\\b""#);
-        assert_eq!(render_value(r"trailing\").unwrap(), r#""trailing\\""#);
     }
 
     #[test]

@@ -1,0 +1,345 @@
+//! Shared helpers for the black-box tests: a temporary deployment folder
+//! with a real SQLite file in one of the two field shapes, a way to run the
+//! built binary against it, and snapshots that prove what a run touched.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::SystemTime;
+
+use rusqlite::Connection;
+use rusqlite::types::Value;
+
+/// Recognisable fake secrets: a test fails if either shows up in any output.
+pub const KEY: &str = "sk-or-v1-FAKEKEY0000aaaa1111bbbb2222cccc3333dddd4444eeee5555ffff";
+pub const OTHER_KEY: &str = "sk-or-v1-OTHERKEY999988887777666655554444333322221111000";
+pub const SECRET_KEY: &str = "FAKE-webui-secret-Qx7Zp9Lm2Vb8";
+pub const NAME: &str = "Acme";
+/// `mai_client_` + md5("Acme")[..8], from CONTRACT.md.
+pub const ACME_ID: &str = "mai_client_79d89452";
+
+pub const ALEMBIC_SQL: &str = include_str!("../fixtures/mai-alembic-schema.sql");
+pub const STARTUP_SQL: &str = include_str!("../fixtures/mai-startup-schema.sql");
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_mai-provision");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// What the application's migration creates: 10 columns, no timezone.
+    Alembic,
+    /// What the newest start-up code creates: 11 columns, defaults, FKs.
+    Startup,
+}
+
+pub const SHAPES: [Shape; 2] = [Shape::Alembic, Shape::Startup];
+
+impl Shape {
+    pub fn sql(self) -> &'static str {
+        match self {
+            Shape::Alembic => ALEMBIC_SQL,
+            Shape::Startup => STARTUP_SQL,
+        }
+    }
+}
+
+/// A deployment in a temporary folder: `data/` is the volume with
+/// `webui.db`, `shared/.env` is the file handed to the application.
+pub struct Sandbox {
+    pub root: tempfile::TempDir,
+}
+
+impl Sandbox {
+    /// An empty volume and an empty shared folder: the first boot.
+    pub fn new() -> Self {
+        let root = tempfile::tempdir().expect("temp dir");
+        fs::create_dir(root.path().join("data")).expect("data dir");
+        fs::create_dir(root.path().join("shared")).expect("shared dir");
+        Self { root }
+    }
+
+    /// A volume whose database the application already migrated.
+    pub fn with_shape(shape: Shape) -> Self {
+        let sandbox = Self::new();
+        sandbox.sql(shape.sql());
+        sandbox
+    }
+
+    pub fn path(&self) -> &Path {
+        self.root.path()
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.path().join("data")
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir().join("webui.db")
+    }
+
+    pub fn env_path(&self) -> PathBuf {
+        self.path().join("shared/.env")
+    }
+
+    pub fn backup_path(&self) -> PathBuf {
+        self.path().join("shared/.env.backup")
+    }
+
+    pub fn secret_store(&self) -> PathBuf {
+        self.data_dir().join(".webui_secret_key")
+    }
+
+    pub fn db(&self) -> Connection {
+        Connection::open(self.db_path()).expect("open db")
+    }
+
+    pub fn sql(&self, sql: &str) {
+        self.db().execute_batch(sql).expect("run sql");
+    }
+
+    pub fn write_env(&self, text: &str) {
+        fs::write(self.env_path(), text).expect("write .env");
+        fs::set_permissions(self.env_path(), fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
+
+    pub fn env_text(&self) -> String {
+        fs::read_to_string(self.env_path()).expect("read .env")
+    }
+
+    /// The binary with a clean environment holding only a valid
+    /// configuration for this sandbox; tests add or remove variables.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.env_clear()
+            .current_dir(self.path())
+            .env("ORGANIZATION_NAME", NAME)
+            .env("OPENROUTER_API_KEY", KEY)
+            .env("WEBUI_SECRET_KEY", SECRET_KEY)
+            .env("DATA_DIR", self.data_dir())
+            .env("ENV_FILE", self.env_path())
+            .env("LOCK_TIMEOUT", "10");
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.run_with(args, &[])
+    }
+
+    pub fn run_with(&self, args: &[&str], vars: &[(&str, &str)]) -> Run {
+        let mut cmd = self.command();
+        cmd.args(args);
+        for (name, value) in vars {
+            cmd.env(name, value);
+        }
+        Run::from(cmd.output().expect("run binary"))
+    }
+
+    /// Every file under the sandbox with its bytes, mtime and mode, minus
+    /// our lock files (which a run may create, and which hold nothing).
+    pub fn snapshot(&self) -> Files {
+        let mut files = BTreeMap::new();
+        collect(self.path(), self.path(), &mut files);
+        Files(files)
+    }
+
+    pub fn rows(&self) -> Vec<OrgRow> {
+        org_rows(&self.db())
+    }
+
+    pub fn row(&self, id: &str) -> OrgRow {
+        self.rows()
+            .into_iter()
+            .find(|r| r.id == id)
+            .unwrap_or_else(|| panic!("no row {id}"))
+    }
+}
+
+fn collect(root: &Path, dir: &Path, files: &mut BTreeMap<PathBuf, FileState>) {
+    for entry in fs::read_dir(dir).expect("read dir") {
+        let entry = entry.expect("dir entry");
+        let path = entry.path();
+        let meta = fs::symlink_metadata(&path).expect("metadata");
+        if meta.is_dir() {
+            collect(root, &path, files);
+            continue;
+        }
+        if path.extension() == Some(OsStr::new("lock")) {
+            continue;
+        }
+        let bytes = if meta.file_type().is_symlink() {
+            fs::read_link(&path)
+                .expect("link")
+                .into_os_string()
+                .into_encoded_bytes()
+        } else {
+            fs::read(&path).unwrap_or_default()
+        };
+        files.insert(
+            path.strip_prefix(root).expect("under root").to_owned(),
+            FileState {
+                bytes,
+                modified: meta.modified().expect("mtime"),
+                mode: meta.mode() & 0o7777,
+                inode: meta.ino(),
+            },
+        );
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileState {
+    pub bytes: Vec<u8>,
+    pub modified: SystemTime,
+    pub mode: u32,
+    pub inode: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Files(pub BTreeMap<PathBuf, FileState>);
+
+impl Files {
+    pub fn names(&self) -> Vec<String> {
+        self.0.keys().map(|p| p.display().to_string()).collect()
+    }
+
+    /// Panic with the differing paths when two snapshots differ.
+    pub fn assert_same(&self, after: &Files, context: &str) {
+        let changed: Vec<String> = self
+            .0
+            .keys()
+            .chain(after.0.keys())
+            .filter(|p| self.0.get(*p) != after.0.get(*p))
+            .map(|p| p.display().to_string())
+            .collect();
+        assert!(changed.is_empty(), "{context}: files changed: {changed:?}");
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrgRow {
+    pub id: String,
+    pub name: String,
+    pub api_key: String,
+    pub markup_rate: Value,
+    pub is_active: Value,
+    pub created_at: Value,
+    pub updated_at: Value,
+}
+
+pub fn org_rows(conn: &Connection) -> Vec<OrgRow> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT id, name, openrouter_api_key, markup_rate, is_active, created_at, updated_at \
+             FROM client_organizations ORDER BY rowid",
+        )
+        .expect("prepare");
+    stmt.query_map([], |r| {
+        Ok(OrgRow {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            api_key: r.get(2)?,
+            markup_rate: r.get(3)?,
+            is_active: r.get(4)?,
+            created_at: r.get(5)?,
+            updated_at: r.get(6)?,
+        })
+    })
+    .expect("query")
+    .collect::<Result<_, _>>()
+    .expect("rows")
+}
+
+/// A finished run of the binary.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(output: Output) -> Self {
+        Self {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    /// Assert the exit code, showing the output when it is wrong, and that
+    /// no secret leaked into it.
+    pub fn expect(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code, code,
+            "exit code; stdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self.assert_no_secret();
+        self
+    }
+
+    pub fn assert_no_secret(&self) {
+        for secret in [KEY, OTHER_KEY, SECRET_KEY, &KEY[9..], &SECRET_KEY[5..]] {
+            assert!(
+                !self.stdout.contains(secret) && !self.stderr.contains(secret),
+                "a secret leaked into the output:\n{}\n{}",
+                self.stdout,
+                self.stderr
+            );
+        }
+    }
+
+    pub fn output(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+
+    pub fn assert_mentions(&self, needles: &[&str]) -> &Self {
+        let all = self.output();
+        for needle in needles {
+            assert!(
+                all.contains(needle),
+                "output does not mention {needle:?}:\n{all}"
+            );
+        }
+        self
+    }
+}
+
+/// The values python-dotenv (as the application loads them) reads from a file.
+pub fn python_dotenv(path: &Path) -> BTreeMap<String, String> {
+    let script = "import json,sys\nfrom dotenv import dotenv_values\nprint(json.dumps(dotenv_values(sys.argv[1])))";
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(path)
+        .output()
+        .expect("python3 (install python-dotenv: pip install python-dotenv)");
+    assert!(
+        out.status.success(),
+        "python-dotenv failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json from python")
+}
+
+/// The value of `key` after `set -a; . ./file` in a POSIX shell.
+pub fn sh_value(path: &Path, key: &str) -> String {
+    let script = format!("set -a; . \"$1\"; printf '%s' \"${key}\"");
+    let out = Command::new("sh")
+        .env_clear()
+        .args(["-c", &script, "sh"])
+        .arg(path)
+        .output()
+        .expect("sh");
+    assert!(
+        out.status.success(),
+        "sh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 from sh")
+}
