@@ -278,9 +278,9 @@ mod tests {
     fn leftovers_of_our_kind_only_are_removed() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join(".env");
-        fs::write(dir.path().join(format!(".env.abc{TEMP_SUFFIX}")), "x").unwrap();
+        fs::write(dir.path().join(format!("..env.abc{TEMP_SUFFIX}")), "x").unwrap();
         fs::write(
-            dir.path().join(format!(".env.backup.abc{TEMP_SUFFIX}")),
+            dir.path().join(format!("..env.backup.abc{TEMP_SUFFIX}")),
             "x",
         )
         .unwrap();
