@@ -41,6 +41,16 @@ pub enum Error {
         source: std::io::Error,
     },
     #[error(
+        "waited {:.0} s for the application to create its schema in {}, but {last}. \
+         Check that the application started and uses the same data volume, or wait longer (--wait-for-database=SECONDS).",
+        waited.as_secs_f64(), path.display()
+    )]
+    SchemaWait {
+        path: PathBuf,
+        waited: std::time::Duration,
+        last: String,
+    },
+    #[error(
         "cannot get random bytes from the operating system for a new WEBUI_SECRET_KEY: {0}. Set WEBUI_SECRET_KEY instead."
     )]
     Random(String),

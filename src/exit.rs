@@ -111,6 +111,7 @@ pub fn for_error(error: &Error) -> ExitCode {
         Error::SecretKeyHome { .. } => ExitCode::CannotCreate,
         Error::SecretKeyRead { source, .. } => for_io(source.kind(), ExitCode::Io),
         Error::Random(_) => ExitCode::Io,
+        Error::SchemaWait { .. } => ExitCode::TempFail,
     }
 }
 

@@ -22,6 +22,7 @@ pub mod verify;
 pub mod world;
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use cli::Options;
 use config::{Config, Mode};
@@ -40,6 +41,10 @@ pub fn run(options: &Options) -> Result<Outcome, Error> {
     let config = config::from_env()?;
     let mode = options.mode.or(config.mode).unwrap_or(Mode::Env);
     let env_file = envfile::resolve_target(&config.env_file)?;
+    let wait = options.wait_for_database.or(config.wait_for_database);
+    if let (true, Some(timeout)) = (mode.touches_database(), wait) {
+        wait_for_schema(&config, timeout)?;
+    }
     let database_file = match mode {
         Mode::Env => None,
         Mode::Database | Mode::Production => Some(db::probe(&config.database_path)?),
@@ -72,6 +77,39 @@ pub fn run(options: &Options) -> Result<Outcome, Error> {
         &config.database_path,
         verified,
     ))
+}
+
+/// First boot with `--wait-for-database`: poll until the application has
+/// created its schema, so that the configured markup reaches the row on the
+/// very first start. A half-migrated database counts as not ready yet.
+fn wait_for_schema(config: &Config, timeout: Duration) -> Result<(), Error> {
+    const POLL: Duration = Duration::from_millis(500);
+    let path = &config.database_path;
+    let started = Instant::now();
+    tracing::info!(path = %path.display(), "waiting up to {} s for the application's schema", timeout.as_secs());
+    loop {
+        let not_ready = match db::probe(path)? {
+            FileState::Missing { .. } => "the database does not exist yet".to_owned(),
+            FileState::Present => {
+                let conn = db::open(path, Access::ReadOnly, config.lock_timeout)?;
+                match db::inspect(&conn, path) {
+                    Ok(Some(_)) => return Ok(()),
+                    Ok(None) => "the database has no tables yet".to_owned(),
+                    Err(e @ db::DbError::MissingTables { .. }) => e.to_string(),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        };
+        let waited = started.elapsed();
+        if waited >= timeout {
+            return Err(Error::SchemaWait {
+                path: path.clone(),
+                waited,
+                last: not_ready,
+            });
+        }
+        signals::sleep(POLL.min(timeout - waited))?;
+    }
 }
 
 /// The database lock serialises replicas on the shared volume; the `.env`

@@ -150,6 +150,22 @@ impl Sandbox {
         org_rows(&self.db())
     }
 
+    /// The rows, or `None` while there is no database or no table yet.
+    pub fn rows_if_any(&self) -> Option<Vec<OrgRow>> {
+        if !self.db_path().exists() {
+            return None;
+        }
+        let conn = self.db();
+        let exists: bool = conn
+            .query_row(
+                "SELECT count(*) > 0 FROM sqlite_master WHERE name = 'client_organizations'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("schema query");
+        exists.then(|| org_rows(&conn))
+    }
+
     pub fn row(&self, id: &str) -> OrgRow {
         self.rows()
             .into_iter()
