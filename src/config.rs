@@ -363,13 +363,12 @@ fn read_secret_file(var: &'static str, path: &Path) -> Result<String, ConfigErro
             fix,
             source,
         };
-    let file = File::open(path).map_err(|e| {
+    // Look before opening: opening a pipe without a writer blocks forever,
+    // and a device never ends.
+    let metadata = std::fs::metadata(path).map_err(|e| {
         let problem = format!("cannot open the file ({})", io_reason(&e));
         fail(&problem, "Point it at the mounted secret file.", Some(e))
     })?;
-    let metadata = file
-        .metadata()
-        .map_err(|e| fail("cannot read the file", "Check the mount.", Some(e)))?;
     if metadata.is_dir() {
         return Err(fail(
             "is a directory, not a file",
@@ -377,6 +376,17 @@ fn read_secret_file(var: &'static str, path: &Path) -> Result<String, ConfigErro
             None,
         ));
     }
+    if !metadata.is_file() {
+        return Err(fail(
+            "is not a regular file (a pipe or a device)",
+            "Point it at the mounted secret file.",
+            None,
+        ));
+    }
+    let file = File::open(path).map_err(|e| {
+        let problem = format!("cannot open the file ({})", io_reason(&e));
+        fail(&problem, "Point it at the mounted secret file.", Some(e))
+    })?;
     let mut bytes = Vec::new();
     file.take(MAX_SECRET_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
@@ -440,18 +450,17 @@ fn host(raw: Option<String>) -> Result<String, ConfigError> {
         return Ok(DEFAULT_HOST.to_owned());
     };
     let fix = format!("Use an http(s) URL such as {DEFAULT_HOST}.");
-    let rest = host
-        .strip_prefix("https://")
-        .or_else(|| host.strip_prefix("http://"))
-        .ok_or_else(|| {
-            ConfigError::invalid(
-                "OPENROUTER_HOST",
-                "must start with https:// or http://",
-                fix.clone(),
-            )
-        })?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if authority.is_empty() {
+    let scheme_ok = host.split_once("://").filter(|(scheme, _)| {
+        scheme.eq_ignore_ascii_case("https") || scheme.eq_ignore_ascii_case("http")
+    });
+    let Some((_, rest)) = scheme_ok else {
+        return Err(ConfigError::invalid(
+            "OPENROUTER_HOST",
+            "must start with https:// or http://",
+            fix,
+        ));
+    };
+    if host_name(rest).is_empty() {
         return Err(ConfigError::invalid(
             "OPENROUTER_HOST",
             "has no host name",
@@ -469,6 +478,17 @@ fn host(raw: Option<String>) -> Result<String, ConfigError> {
         ));
     }
     Ok(host)
+}
+
+/// The host of a URL's remainder after `scheme://`: without user info,
+/// port, path, query or fragment.
+fn host_name(rest: &str) -> &str {
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit('@').next().unwrap_or("");
+    match host_port.strip_prefix('[') {
+        Some(ipv6) => ipv6.split(']').next().unwrap_or(""),
+        None => host_port.split(':').next().unwrap_or(""),
+    }
 }
 
 /// RFC 3986's unreserved, reserved and percent characters.
@@ -664,6 +684,15 @@ fn database_path(url: Option<&str>, data_dir: &Path) -> Result<PathBuf, ConfigEr
         return Err(ConfigError::invalid(
             "DATABASE_URL",
             "must name a database file, without query parameters",
+            fix,
+        ));
+    }
+    // SQLite opens this name as a fresh in-memory database: a run would
+    // report success and leave nothing behind.
+    if path == ":memory:" {
+        return Err(ConfigError::invalid(
+            "DATABASE_URL",
+            "names SQLite's in-memory database, which keeps nothing",
             fix,
         ));
     }

@@ -133,7 +133,7 @@ pub const VARIABLES: &[Variable] = &[
         name: "LOG_LEVEL",
         default: "info",
         example: "debug",
-        about: "error, warn, info, debug or trace",
+        about: "error, warn, info, debug, trace or off",
     },
 ];
 
