@@ -143,13 +143,13 @@ fn write_in_transaction(
     }
     // Re-read inside the write lock: what the plan saw may have changed.
     let state = match schema {
-        Some(schema) => DatabaseState::Ready(db::read_snapshot(
+        Some(schema) => DatabaseState::Ready(Box::new(db::read_snapshot(
             &tx,
             path,
             schema,
             &plan.id.value,
             &config.api_key,
-        )?),
+        )?)),
         None => DatabaseState::Empty,
     };
     let fresh = plan::plan_database(config, &plan.id, &state, now)?;

@@ -42,7 +42,7 @@ pub enum DatabaseState {
     },
     /// A database with no tables: the application has not started yet.
     Empty,
-    Ready(Snapshot),
+    Ready(Box<Snapshot>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

@@ -63,13 +63,13 @@ fn read_database(
     let conn = db::open(path, access, config.lock_timeout)?;
     let state = match db::inspect(&conn, path)? {
         None => DatabaseState::Empty,
-        Some(schema) => DatabaseState::Ready(db::read_snapshot(
+        Some(schema) => DatabaseState::Ready(Box::new(db::read_snapshot(
             &conn,
             path,
             schema,
             &id.value,
             &config.api_key,
-        )?),
+        )?)),
     };
     Ok((state, conn))
 }

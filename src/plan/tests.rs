@@ -1,1 +1,234 @@
+use std::ffi::OsString;
+use std::path::PathBuf;
+
 use super::*;
+use crate::config;
+use crate::db::{OrgRow, OtherOrg, Schema};
+use crate::envfile::KeyStatus;
+
+const KEY: &str = "sk-or-v1-0123456789abcdef0123456789abcdef";
+const NOW: i64 = 1_800_000_000;
+
+fn config(extra: &[(&str, &str)]) -> Config {
+    let mut vars: Vec<(OsString, OsString)> = vec![
+        ("ORGANIZATION_NAME".into(), "Acme".into()),
+        ("OPENROUTER_API_KEY".into(), KEY.into()),
+        ("WEBUI_SECRET_KEY".into(), "session-secret".into()),
+        ("DATA_DIR".into(), "/data".into()),
+    ];
+    vars.extend(extra.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))));
+    config::from_vars(vars).unwrap()
+}
+
+fn world(env_text: Option<&str>, database: DatabaseState) -> World {
+    World {
+        env_file: PathBuf::from("/shared/.env"),
+        env_text: env_text.map(str::to_owned),
+        env_mode: env_text.map(|_| 0o600),
+        stored_secret: None,
+        data_dir_exists: true,
+        database,
+    }
+}
+
+fn no_secret() -> Result<Secret, Error> {
+    panic!("a secret key was generated although one was available")
+}
+
+fn plan(config: &Config, world: &World) -> Result<Plan, Error> {
+    let id = OrgId::resolve(config.external_user.as_deref(), &config.organization_name);
+    build(config, Mode::Production, id, world, NOW, no_secret)
+}
+
+fn snapshot(row: Option<OrgRow>) -> DatabaseState {
+    DatabaseState::Ready(Box::new(Snapshot {
+        schema: Schema {
+            has_key_hash: true,
+            has_timezone: false,
+        },
+        row,
+        key_owner: None,
+        other_active: vec![],
+        first_active: None,
+    }))
+}
+
+fn stored_row() -> OrgRow {
+    OrgRow {
+        id: "mai_client_79d89452".into(),
+        name: "Acme".into(),
+        api_key: Secret::new(KEY),
+        markup_rate: Value::Real(1.3),
+        is_active: Value::Integer(1),
+        created_at: Value::Integer(100),
+        updated_at: Value::Integer(200),
+        key_hash: Some(crate::secret::sha256_hex(KEY.as_bytes())),
+        timezone: None,
+    }
+}
+
+#[test]
+fn a_matching_row_and_env_make_an_empty_plan() {
+    let config = config(&[]);
+    let first = plan(&config, &world(None, snapshot(Some(stored_row())))).unwrap();
+    let text = first.env.new_text.clone().unwrap();
+    let second = plan(&config, &world(Some(&text), snapshot(Some(stored_row())))).unwrap();
+    assert!(second.is_empty(), "{second:?}");
+    assert!(matches!(second.database, DatabasePlan::Unchanged { .. }));
+    assert!(second.env.changes.iter().all(|c| c.status == KeyStatus::Unchanged));
+}
+
+#[test]
+fn a_missing_row_is_inserted_with_every_column() {
+    let plan = plan(&config(&[]), &world(None, snapshot(None))).unwrap();
+    let DatabasePlan::Write { action, write, columns, create_schema, .. } = &plan.database else {
+        panic!("{:?}", plan.database);
+    };
+    assert_eq!(*action, RowAction::Insert);
+    assert!(!create_schema);
+    assert_eq!((write.created_at, write.updated_at), (NOW, NOW));
+    assert_eq!(write.markup_rate, 1.3);
+    assert!(write.key_hash.is_some());
+    assert_eq!(write.timezone, None, "the alembic shape has no timezone column");
+    assert!(columns.contains(&"openrouter_key_hash"));
+}
+
+#[test]
+fn only_the_differing_columns_are_updated() {
+    let mut row = stored_row();
+    row.name = "Acme".into();
+    row.is_active = Value::Integer(0);
+    let plan = plan(&config(&[]), &world(None, snapshot(Some(row)))).unwrap();
+    let DatabasePlan::Write { columns, write, .. } = &plan.database else {
+        panic!("{:?}", plan.database);
+    };
+    assert_eq!(columns, &["is_active"]);
+    assert_eq!(write.update_columns, ["is_active", "updated_at"]);
+    assert_eq!(write.created_at, 100, "created_at is kept");
+}
+
+#[test]
+fn an_unset_markup_rate_keeps_the_stored_one_and_an_explicit_one_wins() {
+    let mut row = stored_row();
+    row.markup_rate = Value::Real(1.8);
+    let kept = plan(&config(&[]), &world(None, snapshot(Some(row.clone())))).unwrap();
+    assert!(matches!(kept.database, DatabasePlan::Unchanged { ref expected } if expected.markup_rate == 1.8));
+    let set = plan(&config(&[("MARKUP_RATE", "2")]), &world(None, snapshot(Some(row)))).unwrap();
+    let DatabasePlan::Write { columns, write, .. } = &set.database else {
+        panic!("{:?}", set.database);
+    };
+    assert_eq!(columns, &["markup_rate"]);
+    assert_eq!(write.markup_rate, 2.0);
+}
+
+#[test]
+fn text_timestamps_are_repaired_to_the_same_instant() {
+    let mut row = stored_row();
+    row.created_at = Value::Text("1970-01-02T00:00:00".into());
+    row.updated_at = Value::Text("garbage".into());
+    let plan = plan(&config(&[]), &world(None, snapshot(Some(row)))).unwrap();
+    let DatabasePlan::Write { columns, write, .. } = &plan.database else {
+        panic!("{:?}", plan.database);
+    };
+    assert_eq!(columns, &["created_at", "updated_at"]);
+    assert_eq!(write.created_at, 86_400);
+    assert_eq!(write.updated_at, NOW);
+}
+
+#[test]
+fn a_key_owned_by_another_row_is_refused() {
+    let mut state = snapshot(None);
+    if let DatabaseState::Ready(s) = &mut state {
+        s.key_owner = Some(OtherOrg {
+            id: "other".into(),
+            name: "Other Corp".into(),
+        });
+    }
+    let err = plan(&config(&[]), &world(None, state)).unwrap_err();
+    assert!(err.to_string().contains("Other Corp"), "{err}");
+}
+
+#[test]
+fn a_renamed_row_needs_the_explicit_id() {
+    let mut row = stored_row();
+    row.name = "Acme Old".into();
+    let state = snapshot(Some(row));
+    assert!(plan(&config(&[]), &world(None, state.clone())).is_err());
+    let confirmed = config(&[("OPENROUTER_EXTERNAL_USER", "mai_client_79d89452")]);
+    let plan = plan(&confirmed, &world(None, state)).unwrap();
+    assert!(matches!(&plan.database, DatabasePlan::Write { columns, .. } if columns == &["name"]));
+}
+
+#[test]
+fn first_boot_skips_requires_or_creates() {
+    let missing = DatabaseState::Missing { dir_exists: true };
+    let skip = plan(&config(&[]), &world(None, missing.clone())).unwrap();
+    assert!(matches!(skip.database, DatabasePlan::Skip { .. }));
+    assert!(skip.warnings.iter().any(|w| w.contains("first boot")));
+    let required = plan(&config(&[("REQUIRE_DATABASE", "true")]), &world(None, DatabaseState::Empty));
+    assert!(matches!(required, Err(Error::Db(crate::db::DbError::Required { .. }))));
+    let create = plan(&config(&[("CREATE_SCHEMA", "true")]), &world(None, missing)).unwrap();
+    assert!(matches!(
+        create.database,
+        DatabasePlan::Write { create_schema: true, action: RowAction::Insert, ref write, .. }
+            if write.timezone == Some(DEFAULT_TIMEZONE)
+    ));
+}
+
+#[test]
+fn the_secret_key_comes_from_config_then_env_then_store_then_is_generated() {
+    let mut config = config(&[]);
+    let configured = plan(&config, &world(Some("WEBUI_SECRET_KEY=from-env\n"), DatabaseState::NotInMode)).unwrap();
+    assert_eq!(configured.secret_key.source, SecretKeySource::Configured);
+
+    config.webui_secret_key = None;
+    let from_env = plan(&config, &world(Some("WEBUI_SECRET_KEY=from-env\n"), DatabaseState::NotInMode)).unwrap();
+    assert_eq!(from_env.secret_key.source, SecretKeySource::EnvFile);
+    assert_eq!(from_env.secret_key.value.expose(), "from-env");
+
+    let mut stored = world(None, DatabaseState::NotInMode);
+    stored.stored_secret = Some(Secret::new("from-store"));
+    let from_store = plan(&config, &stored).unwrap();
+    assert_eq!(from_store.secret_key.source, SecretKeySource::Stored);
+    assert!(from_store.secret_key.store_at.is_none());
+
+    let id = OrgId::resolve(None, "Acme");
+    let fresh = world(None, DatabaseState::NotInMode);
+    let generated = build(&config, Mode::Env, id.clone(), &fresh, NOW, || Ok(Secret::new("new"))).unwrap();
+    assert_eq!(generated.secret_key.source, SecretKeySource::Generated);
+    assert_eq!(generated.secret_key.store_at, Some(PathBuf::from("/data/.webui_secret_key")));
+
+    let mut no_volume = fresh;
+    no_volume.data_dir_exists = false;
+    let err = build(&config, Mode::Env, id, &no_volume, NOW, || Ok(Secret::new("new"))).unwrap_err();
+    assert!(matches!(err, Error::SecretKeyHome { .. }));
+}
+
+#[test]
+fn another_id_in_the_env_is_refused_before_anything_else() {
+    let err = plan(&config(&[]), &world(Some("OPENROUTER_EXTERNAL_USER=someone_else\n"), snapshot(None))).unwrap_err();
+    assert!(matches!(err, Error::Identity(_)), "{err}");
+}
+
+#[test]
+fn a_wrong_file_mode_alone_rewrites_the_env() {
+    let config = config(&[]);
+    let first = plan(&config, &world(None, DatabaseState::NotInMode)).unwrap();
+    let text = first.env.new_text.unwrap();
+    let mut loose = world(Some(&text), DatabaseState::NotInMode);
+    loose.env_mode = Some(0o644);
+    let again = plan(&config, &loose).unwrap();
+    assert_eq!(again.env.new_text.as_deref(), Some(text.as_str()));
+}
+
+#[test]
+fn model_ids_write_the_allow_list_and_removing_them_removes_it() {
+    let with = config(&[("MODEL_IDS", "a/b,c/d")]);
+    let first = plan(&with, &world(None, DatabaseState::NotInMode)).unwrap();
+    let text = first.env.new_text.unwrap();
+    assert!(text.contains(r#"OPENAI_API_CONFIGS='{"0":{"enable":true,"model_ids":["a/b","c/d"]}}'"#), "{text}");
+    let without = plan(&config(&[]), &world(Some(&text), DatabaseState::NotInMode)).unwrap();
+    let removed = without.env.changes.iter().find(|c| c.key == "OPENAI_API_CONFIGS").unwrap();
+    assert_eq!(removed.status, KeyStatus::Removed);
+    assert!(!without.env.new_text.unwrap().contains("OPENAI_API_CONFIGS"));
+}
