@@ -299,8 +299,8 @@ pub fn summary(outcome: &Outcome, elapsed: Duration) -> String {
     };
     let verb = match outcome.status {
         Status::Applied => "provisioned",
-        Status::Unchanged => "nothing to do",
-        Status::Planned => "planned",
+        Status::Unchanged => "nothing to do for",
+        Status::Planned => "planned for",
     };
     let verified = if outcome.verified { ", verified" } else { "" };
     format!(

@@ -1,0 +1,285 @@
+//! The operator's view: `--dry-run`, `--check`, `--output json`,
+//! `LOG_FORMAT=json`, and the wording of the errors an operator meets most.
+
+mod common;
+
+use std::fs;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value as Json;
+
+#[test]
+fn dry_run_writes_nothing_but_the_lock() {
+    // The worst case for writing: a first boot that would create a schema,
+    // generate and store a secret, and replace an existing .env.
+    let sandbox = Sandbox::new();
+    sandbox.write_env("OTHER=1\n");
+    let before = sandbox.snapshot();
+    let mut cmd = sandbox.command();
+    cmd.env_remove("WEBUI_SECRET_KEY")
+        .env("CREATE_SCHEMA", "true")
+        .args(["--production", "--dry-run"]);
+    let run = Run::from(cmd.output().unwrap());
+    run.expect(0).assert_mentions(&[
+        "create the usage schema, then insert",
+        "WEBUI_SECRET_KEY: generated, stored in",
+        "rewrite (previous file kept as",
+        "add       OPENROUTER_API_KEY (secret, value hidden)",
+    ]);
+    before.assert_same(&sandbox.snapshot(), "dry run");
+    assert!(!sandbox.db_path().exists());
+}
+
+#[test]
+fn dry_run_creates_no_data_directory() {
+    let sandbox = Sandbox::new();
+    fs::remove_dir(sandbox.data_dir()).unwrap();
+    sandbox
+        .run_with(&["--production", "--dry-run"], &[("CREATE_SCHEMA", "true")])
+        .expect(0);
+    assert!(!sandbox.data_dir().exists());
+}
+
+#[test]
+fn dry_run_names_the_changed_columns() {
+    let sandbox = Sandbox::with_shape(Shape::Startup);
+    sandbox.run(&["--production"]).expect(0);
+    let run = sandbox.run_with(&["--production", "--dry-run"], &[("MARKUP_RATE", "2"), ("ORGANIZATION_NAME", "Acme")]);
+    run.expect(0).assert_mentions(&["update the organization row (markup_rate)"]);
+    let run = sandbox.run(&["--production", "--dry-run"]);
+    run.expect(0).assert_mentions(&["organization row unchanged", "Nothing to change."]);
+}
+
+#[test]
+fn check_exits_0_when_everything_matches_and_1_when_not() {
+    let sandbox = Sandbox::with_shape(Shape::Alembic);
+    let before = sandbox.snapshot();
+    sandbox.run(&["--production", "--check"]).expect(1).assert_mentions(&["insert the organization row"]);
+    before.assert_same(&sandbox.snapshot(), "check");
+    sandbox.run(&["--production"]).expect(0);
+    sandbox.run(&["--production", "--check"]).expect(0).assert_mentions(&["Nothing to change."]);
+    // A change on either side is drift: the .env ...
+    let env = sandbox.env_text();
+    fs::write(sandbox.env_path(), env.replace("unlimited", "5.0")).unwrap();
+    sandbox.run(&["--production", "--check"]).expect(1).assert_mentions(&["change    SPENDING_LIMIT"]);
+    fs::write(sandbox.env_path(), &env).unwrap();
+    // ... or the row.
+    sandbox.sql("UPDATE client_organizations SET is_active = 0");
+    sandbox.run(&["--production", "--check"]).expect(1).assert_mentions(&["(is_active)"]);
+}
+
+#[test]
+fn json_output_is_one_object_with_the_documented_fields() {
+    let sandbox = Sandbox::with_shape(Shape::Startup);
+    sandbox.sql(&format!(
+        "INSERT INTO client_organizations (id, name, openrouter_api_key, created_at, updated_at) \
+         VALUES ('mai_client_other', 'Other', '{OTHER_KEY}', 5, 6)"
+    ));
+    let run = sandbox.run(&["--production", "--output", "json"]);
+    run.expect(0);
+    let report: Json = serde_json::from_str(run.stdout.trim()).expect("stdout is one JSON object");
+    assert_eq!(report["status"], "applied");
+    assert_eq!(report["exit_code"], 0);
+    assert_eq!(report["id"], ACME_ID);
+    assert_eq!(report["id_source"], "derived");
+    assert_eq!(report["mode"], "production");
+    assert_eq!(report["env"]["changed"], true);
+    assert_eq!(report["env"]["keys"][0]["key"], "OPENROUTER_API_KEY");
+    assert_eq!(report["env"]["keys"][0]["status"], "added");
+    assert_eq!(report["database"]["action"], "insert");
+    assert!(report["database"]["columns"].as_array().unwrap().iter().any(|c| c == "markup_rate"));
+    assert_eq!(report["secret_key"], "configured");
+    assert_eq!(report["verified"], true);
+    assert!(report["duration_ms"].is_u64());
+    assert!(report["warnings"][0].as_str().unwrap().contains("mai_client_other"));
+
+    let again = sandbox.run(&["--production", "--output", "json"]);
+    let report: Json = serde_json::from_str(again.stdout.trim()).unwrap();
+    assert_eq!(report["status"], "unchanged");
+    assert_eq!(report["database"]["action"], "unchanged");
+}
+
+#[test]
+fn json_output_reports_errors_too() {
+    let sandbox = Sandbox::new();
+    let run = sandbox.run_with(&["--output", "json"], &[("MARKUP_RATE", "NaN")]);
+    run.expect(78);
+    let report: Json = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert_eq!(report["status"], "error");
+    assert_eq!(report["exit_code"], 78);
+    assert!(report["error"].as_str().unwrap().contains("MARKUP_RATE"));
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let sandbox = Sandbox::new();
+    let run = sandbox.run_with(&["--production"], &[("LOG_FORMAT", "json")]);
+    run.expect(0);
+    let lines: Vec<Json> = run
+        .stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(lines.len() >= 2, "{}", run.stderr);
+    for line in &lines {
+        assert!(line["timestamp"].is_string(), "{line}");
+        assert!(line["level"].is_string(), "{line}");
+        assert!(line["message"].is_string(), "{line}");
+    }
+    let last = lines.last().unwrap();
+    assert_eq!(last["exit_code"], 0, "fields are included: {last}");
+    assert!(last["message"].as_str().unwrap().contains(" ms"));
+    assert!(lines.iter().any(|l| l["level"] == "WARN"), "the first-boot warning");
+}
+
+#[test]
+fn the_last_log_line_sums_up_the_run() {
+    let sandbox = Sandbox::with_shape(Shape::Startup);
+    let run = sandbox.run(&["--production"]);
+    let last = run.stderr.lines().last().unwrap();
+    assert!(last.contains("provisioned mai_client_79d89452"), "{last}");
+    assert!(last.contains(".env written") && last.contains("row inserted") && last.contains("ms"), "{last}");
+    let run = sandbox.run_with(&["--production"], &[("MARKUP_RATE", "9")]);
+    let last = run.stderr.lines().last().unwrap();
+    assert!(last.contains("row updated (markup_rate)"), "{last}");
+}
+
+// The errors an operator meets most: each names what, where, and what to do.
+
+fn error_line(run: &Run) -> String {
+    run.stderr.lines().last().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn error_missing_organization_name() {
+    let sandbox = Sandbox::new();
+    let mut cmd = sandbox.command();
+    cmd.env_remove("ORGANIZATION_NAME");
+    let run = Run::from(cmd.output().unwrap());
+    run.expect(78);
+    let line = error_line(&run);
+    assert!(line.contains("ORGANIZATION_NAME is not set. Set it to the client organization's name"), "{line}");
+}
+
+#[test]
+fn error_missing_api_key() {
+    let sandbox = Sandbox::new();
+    let mut cmd = sandbox.command();
+    cmd.env_remove("OPENROUTER_API_KEY");
+    let run = Run::from(cmd.output().unwrap());
+    run.expect(78);
+    let line = error_line(&run);
+    assert!(line.contains("OPENROUTER_API_KEY is not set"), "{line}");
+    assert!(line.contains("OPENROUTER_API_KEY_FILE"), "{line}");
+}
+
+#[test]
+fn error_api_key_of_the_wrong_kind() {
+    let run = Sandbox::new().run_with(&[], &[("OPENROUTER_API_KEY", "sk-proj-0123456789abcdefghijkl")]);
+    run.expect(78);
+    let line = error_line(&run);
+    assert!(line.contains("OPENROUTER_API_KEY does not start with `sk-or-`"), "{line}");
+    assert!(line.contains("https://openrouter.ai/settings/keys"), "{line}");
+}
+
+#[test]
+fn error_renamed_organization() {
+    let sandbox = Sandbox::new();
+    sandbox.run(&[]).expect(0);
+    let run = sandbox.run_with(&[], &[("ORGANIZATION_NAME", "Acme Sp. z o.o.")]);
+    run.expect(65);
+    let line = error_line(&run);
+    assert!(line.contains(&format!("links this deployment to organization id {ACME_ID}")), "{line}");
+    assert!(line.contains(&format!("keep its usage history by setting OPENROUTER_EXTERNAL_USER={ACME_ID}")), "{line}");
+    assert!(line.contains(&sandbox.env_path().display().to_string()), "{line}");
+}
+
+#[test]
+fn error_application_not_migrated() {
+    let sandbox = Sandbox::new();
+    sandbox.sql("CREATE TABLE alembic_version (version_num TEXT);");
+    let run = sandbox.run(&["--production"]);
+    run.expect(65);
+    let line = error_line(&run);
+    assert!(line.contains("has no table client_organizations"), "{line}");
+    assert!(line.contains(&sandbox.db_path().display().to_string()), "{line}");
+    assert!(line.contains("Let the mAI application run its migrations first"), "{line}");
+}
+
+#[test]
+fn error_key_used_by_another_organization() {
+    let sandbox = Sandbox::with_shape(Shape::Startup);
+    sandbox.sql(&format!(
+        "INSERT INTO client_organizations (id, name, openrouter_api_key, created_at, updated_at) \
+         VALUES ('mai_client_beta', 'Beta GmbH', '{KEY}', 5, 6)"
+    ));
+    let run = sandbox.run(&["--production"]);
+    run.expect(65);
+    let line = error_line(&run);
+    assert!(line.contains("already used by organization \"Beta GmbH\" (id mai_client_beta)"), "{line}");
+    assert!(line.contains("Give this organization its own key"), "{line}");
+}
+
+#[test]
+fn error_lock_held_by_another_run() {
+    let sandbox = Sandbox::with_shape(Shape::Startup);
+    let lock_path = sandbox.data_dir().join(".mai-provision.lock");
+    let holder = fs::File::create(&lock_path).unwrap();
+    fs2::FileExt::lock_exclusive(&holder).unwrap();
+    let started = Instant::now();
+    let run = sandbox.run_with(&["--production"], &[("LOCK_TIMEOUT", "1")]);
+    run.expect(75);
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let line = error_line(&run);
+    assert!(line.contains("another mai-provision run has held"), "{line}");
+    assert!(line.contains(".mai-provision.lock"), "{line}");
+    assert!(line.contains("raise LOCK_TIMEOUT"), "{line}");
+}
+
+#[test]
+fn error_env_file_directory_missing() {
+    let sandbox = Sandbox::new();
+    let run = sandbox.run_with(&[], &[("ENV_FILE", "/nonexistent-mount/.env")]);
+    run.expect(73);
+    let line = error_line(&run);
+    assert!(line.contains("the directory of /nonexistent-mount/.env does not exist"), "{line}");
+    assert!(line.contains("mount the shared volume"), "{line}");
+}
+
+#[test]
+fn error_database_required() {
+    let run = Sandbox::new().run_with(&["--init-database"], &[("REQUIRE_DATABASE", "true")]);
+    run.expect(66);
+    let line = error_line(&run);
+    assert!(line.contains("does not exist yet and REQUIRE_DATABASE=true"), "{line}");
+    assert!(line.contains("check that the data volume is mounted at DATA_DIR"), "{line}");
+}
+
+#[test]
+fn error_unsupported_database_url() {
+    let run = Sandbox::new().run_with(&["--production"], &[("DATABASE_URL", "postgresql://db/webui")]);
+    run.expect(78);
+    let line = error_line(&run);
+    assert!(line.contains("DATABASE_URL uses the unsupported scheme `postgresql`"), "{line}");
+    assert!(line.contains("supports only SQLite files"), "{line}");
+}
+
+#[test]
+fn error_markup_rate_with_a_comma() {
+    let run = Sandbox::new().run_with(&[], &[("MARKUP_RATE", "1,3")]);
+    run.expect(78);
+    let line = error_line(&run);
+    assert!(line.contains("MARKUP_RATE uses a comma. Write the decimal with a dot"), "{line}");
+}
+
+#[test]
+fn error_corrupt_database() {
+    let sandbox = Sandbox::new();
+    fs::write(sandbox.db_path(), b"SQLite format 3\0this is not really a database at all").unwrap();
+    let run = sandbox.run(&["--production"]);
+    run.expect(65);
+    let line = error_line(&run);
+    assert!(line.contains(&sandbox.db_path().display().to_string()), "{line}");
+    assert!(line.contains("the file was left as it was"), "{line}");
+}
