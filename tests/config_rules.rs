@@ -130,48 +130,6 @@ fn locked_file(sandbox: &Sandbox, name: &str, content: &str) -> String {
     path.to_str().unwrap().to_owned()
 }
 
-/// `cmd` as it must run to meet a permission check on `locked`: as it is for
-/// an ordinary user; for root (which reads any file) under `setpriv` without
-/// the capabilities that bypass file permissions. `None` when neither works.
-fn without_dac_override(cmd: Command, locked: &str) -> Option<Command> {
-    if fs::read(locked).is_err() {
-        return Some(cmd);
-    }
-    const DROP: &str = "--bounding-set=-dac_override,-dac_read_search";
-    let probe = Command::new("setpriv")
-        .args([DROP, "--", "cat", locked])
-        .output();
-    match probe {
-        Ok(out)
-            if !out.status.success()
-                && String::from_utf8_lossy(&out.stderr).contains("Permission denied") => {}
-        other => {
-            eprintln!(
-                "\n*** SKIPPED: this test runs with the privilege to read a mode 000 file (root), and \
-                 `setpriv {DROP}` could not take it away ({other:?}); the exit code 77 for an unreadable \
-                 secret file is NOT checked here. Run the tests as an ordinary user to check it. ***\n"
-            );
-            return None;
-        }
-    }
-    let mut wrapped = Command::new("setpriv");
-    wrapped
-        .arg(DROP)
-        .arg("--")
-        .arg(cmd.get_program())
-        .args(cmd.get_args());
-    wrapped.env_clear();
-    for (name, value) in cmd.get_envs() {
-        if let Some(value) = value {
-            wrapped.env(name, value);
-        }
-    }
-    if let Some(dir) = cmd.get_current_dir() {
-        wrapped.current_dir(dir);
-    }
-    Some(wrapped)
-}
-
 // ---------------------------------------------------------- ORGANIZATION_NAME
 
 #[test]
@@ -416,10 +374,7 @@ fn api_key_file_dev_zero_is_refused_without_hanging() {
         &["OPENROUTER_API_KEY"],
         &[("OPENROUTER_API_KEY_FILE", "/dev/zero")],
         CONFIG,
-        &[
-            "OPENROUTER_API_KEY_FILE=/dev/zero",
-            "not a regular file",
-        ],
+        &["OPENROUTER_API_KEY_FILE=/dev/zero", "not a regular file"],
     );
 }
 

@@ -23,7 +23,12 @@ fn a_missing_usage_table_is_named() {
         let sandbox = Sandbox::with_shape(shape);
         sandbox.sql("DROP TABLE client_model_daily_usage;");
         sandbox.write_env("KEEP=1\n");
-        refused(&sandbox, 65, &[], &["client_model_daily_usage", "migrations"]);
+        refused(
+            &sandbox,
+            65,
+            &[],
+            &["client_model_daily_usage", "migrations"],
+        );
     }
 }
 
@@ -31,7 +36,12 @@ fn a_missing_usage_table_is_named() {
 fn a_database_of_other_tables_only_is_refused() {
     let sandbox = Sandbox::new();
     sandbox.sql("CREATE TABLE user (id TEXT PRIMARY KEY); INSERT INTO user VALUES ('u1');");
-    refused(&sandbox, 65, &[("CREATE_SCHEMA", "true")], &["client_organizations"]);
+    refused(
+        &sandbox,
+        65,
+        &[("CREATE_SCHEMA", "true")],
+        &["client_organizations"],
+    );
 }
 
 #[test]
@@ -58,7 +68,9 @@ fn a_text_timestamp_column_is_refused() {
 #[test]
 fn random_bytes_are_not_a_database() {
     let sandbox = Sandbox::new();
-    let noise: Vec<u8> = (0..8192u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let noise: Vec<u8> = (0..8192u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     fs::write(sandbox.db_path(), noise).unwrap();
     refused(&sandbox, 65, &[], &["not a SQLite database"]);
 }
@@ -97,7 +109,12 @@ fn a_key_held_by_another_organization_names_it() {
             "INSERT INTO client_organizations (id, name, openrouter_api_key, is_active, created_at, updated_at) \
              VALUES ('mai_client_other', 'Other Corp', '{KEY}', 1, 5, 6)"
         ));
-        refused(&sandbox, 65, &[], &["Other Corp", "mai_client_other", "own key"]);
+        refused(
+            &sandbox,
+            65,
+            &[],
+            &["Other Corp", "mai_client_other", "own key"],
+        );
     }
 }
 
@@ -109,7 +126,11 @@ fn another_id_in_the_env_is_an_identity_mismatch() {
         &sandbox,
         65,
         &[],
-        &["mai_client_deadbeef", ACME_ID, "OPENROUTER_EXTERNAL_USER=mai_client_deadbeef"],
+        &[
+            "mai_client_deadbeef",
+            ACME_ID,
+            "OPENROUTER_EXTERNAL_USER=mai_client_deadbeef",
+        ],
     );
 }
 
@@ -118,10 +139,16 @@ fn an_explicit_id_confirms_a_change_of_id() {
     let sandbox = Sandbox::with_shape(Shape::Startup);
     sandbox.write_env("OPENROUTER_EXTERNAL_USER=mai_client_deadbeef\n");
     sandbox
-        .run_with(&["--production"], &[("OPENROUTER_EXTERNAL_USER", "mai_client_deadbeef")])
+        .run_with(
+            &["--production"],
+            &[("OPENROUTER_EXTERNAL_USER", "mai_client_deadbeef")],
+        )
         .expect(0);
     assert_eq!(sandbox.rows()[0].id, "mai_client_deadbeef");
-    assert_eq!(python_dotenv(&sandbox.env_path())["OPENROUTER_EXTERNAL_USER"], "mai_client_deadbeef");
+    assert_eq!(
+        python_dotenv(&sandbox.env_path())["OPENROUTER_EXTERNAL_USER"],
+        "mai_client_deadbeef"
+    );
 }
 
 #[test]
@@ -131,7 +158,15 @@ fn the_same_id_under_another_name_is_a_rename_to_confirm() {
         "INSERT INTO client_organizations (id, name, openrouter_api_key, is_active, created_at, updated_at) \
          VALUES ('{ACME_ID}', 'Acme Old Name', '{KEY}', 1, 5, 6)"
     ));
-    refused(&sandbox, 65, &[], &["Acme Old Name", &format!("OPENROUTER_EXTERNAL_USER={ACME_ID}")]);
+    refused(
+        &sandbox,
+        65,
+        &[],
+        &[
+            "Acme Old Name",
+            &format!("OPENROUTER_EXTERNAL_USER={ACME_ID}"),
+        ],
+    );
 
     // The operator confirms by naming the id: the row is renamed, its history kept.
     sandbox
@@ -145,13 +180,21 @@ fn the_same_id_under_another_name_is_a_rename_to_confirm() {
 #[test]
 fn a_read_only_database_is_a_permission_error() {
     use std::os::unix::fs::PermissionsExt;
-    if is_root() {
-        eprintln!("SKIPPED a_read_only_database_is_a_permission_error: running as root, which ignores file modes");
-        return;
-    }
     let sandbox = Sandbox::with_shape(Shape::Startup);
+    let probe = sandbox.path().join("unreadable");
+    fs::write(&probe, "x").unwrap();
+    fs::set_permissions(&probe, fs::Permissions::from_mode(0o000)).unwrap();
     fs::set_permissions(sandbox.db_path(), fs::Permissions::from_mode(0o444)).unwrap();
-    refused(&sandbox, 77, &[], &["read-only"]);
+    let mut cmd = sandbox.command();
+    cmd.arg("--production");
+    let Some(mut cmd) = without_dac_override(cmd, probe.to_str().unwrap()) else {
+        return;
+    };
+    fs::remove_file(&probe).unwrap();
+    let before = sandbox.snapshot();
+    let run = Run::from(cmd.output().unwrap());
+    run.expect(77).assert_mentions(&["read-only", "webui.db"]);
+    before.assert_same(&sandbox.snapshot(), "a read-only database");
 }
 
 #[test]
@@ -160,12 +203,4 @@ fn a_data_dir_that_is_a_file_is_a_configuration_error() {
     fs::remove_dir(sandbox.data_dir()).unwrap();
     fs::write(sandbox.data_dir(), "not a dir").unwrap();
     refused(&sandbox, 78, &[], &["DATA_DIR", "not a directory"]);
-}
-
-fn is_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
 }

@@ -45,28 +45,45 @@ fn dry_run_creates_no_data_directory() {
 fn dry_run_names_the_changed_columns() {
     let sandbox = Sandbox::with_shape(Shape::Startup);
     sandbox.run(&["--production"]).expect(0);
-    let run = sandbox.run_with(&["--production", "--dry-run"], &[("MARKUP_RATE", "2"), ("ORGANIZATION_NAME", "Acme")]);
-    run.expect(0).assert_mentions(&["update the organization row (markup_rate)"]);
+    let run = sandbox.run_with(
+        &["--production", "--dry-run"],
+        &[("MARKUP_RATE", "2"), ("ORGANIZATION_NAME", "Acme")],
+    );
+    run.expect(0)
+        .assert_mentions(&["update the organization row (markup_rate)"]);
     let run = sandbox.run(&["--production", "--dry-run"]);
-    run.expect(0).assert_mentions(&["organization row unchanged", "Nothing to change."]);
+    run.expect(0)
+        .assert_mentions(&["organization row unchanged", "Nothing to change."]);
 }
 
 #[test]
 fn check_exits_0_when_everything_matches_and_1_when_not() {
     let sandbox = Sandbox::with_shape(Shape::Alembic);
     let before = sandbox.snapshot();
-    sandbox.run(&["--production", "--check"]).expect(1).assert_mentions(&["insert the organization row"]);
+    sandbox
+        .run(&["--production", "--check"])
+        .expect(1)
+        .assert_mentions(&["insert the organization row"]);
     before.assert_same(&sandbox.snapshot(), "check");
     sandbox.run(&["--production"]).expect(0);
-    sandbox.run(&["--production", "--check"]).expect(0).assert_mentions(&["Nothing to change."]);
+    sandbox
+        .run(&["--production", "--check"])
+        .expect(0)
+        .assert_mentions(&["Nothing to change."]);
     // A change on either side is drift: the .env ...
     let env = sandbox.env_text();
     fs::write(sandbox.env_path(), env.replace("unlimited", "5.0")).unwrap();
-    sandbox.run(&["--production", "--check"]).expect(1).assert_mentions(&["change    SPENDING_LIMIT"]);
+    sandbox
+        .run(&["--production", "--check"])
+        .expect(1)
+        .assert_mentions(&["change    SPENDING_LIMIT"]);
     fs::write(sandbox.env_path(), &env).unwrap();
     // ... or the row.
     sandbox.sql("UPDATE client_organizations SET is_active = 0");
-    sandbox.run(&["--production", "--check"]).expect(1).assert_mentions(&["(is_active)"]);
+    sandbox
+        .run(&["--production", "--check"])
+        .expect(1)
+        .assert_mentions(&["(is_active)"]);
 }
 
 #[test]
@@ -88,11 +105,22 @@ fn json_output_is_one_object_with_the_documented_fields() {
     assert_eq!(report["env"]["keys"][0]["key"], "OPENROUTER_API_KEY");
     assert_eq!(report["env"]["keys"][0]["status"], "added");
     assert_eq!(report["database"]["action"], "insert");
-    assert!(report["database"]["columns"].as_array().unwrap().iter().any(|c| c == "markup_rate"));
+    assert!(
+        report["database"]["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == "markup_rate")
+    );
     assert_eq!(report["secret_key"], "configured");
     assert_eq!(report["verified"], true);
     assert!(report["duration_ms"].is_u64());
-    assert!(report["warnings"][0].as_str().unwrap().contains("mai_client_other"));
+    assert!(
+        report["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("mai_client_other")
+    );
 
     let again = sandbox.run(&["--production", "--output", "json"]);
     let report: Json = serde_json::from_str(again.stdout.trim()).unwrap();
@@ -130,7 +158,10 @@ fn json_logs_are_one_object_per_line() {
     let last = lines.last().unwrap();
     assert_eq!(last["exit_code"], 0, "fields are included: {last}");
     assert!(last["message"].as_str().unwrap().contains(" ms"));
-    assert!(lines.iter().any(|l| l["level"] == "WARN"), "the first-boot warning");
+    assert!(
+        lines.iter().any(|l| l["level"] == "WARN"),
+        "the first-boot warning"
+    );
 }
 
 #[test]
@@ -139,7 +170,10 @@ fn the_last_log_line_sums_up_the_run() {
     let run = sandbox.run(&["--production"]);
     let last = run.stderr.lines().last().unwrap();
     assert!(last.contains("provisioned mai_client_79d89452"), "{last}");
-    assert!(last.contains(".env written") && last.contains("row inserted") && last.contains("ms"), "{last}");
+    assert!(
+        last.contains(".env written") && last.contains("row inserted") && last.contains("ms"),
+        "{last}"
+    );
     let run = sandbox.run_with(&["--production"], &[("MARKUP_RATE", "9")]);
     let last = run.stderr.lines().last().unwrap();
     assert!(last.contains("row updated (markup_rate)"), "{last}");
@@ -159,7 +193,10 @@ fn error_missing_organization_name() {
     let run = Run::from(cmd.output().unwrap());
     run.expect(78);
     let line = error_line(&run);
-    assert!(line.contains("ORGANIZATION_NAME is not set. Set it to the client organization's name"), "{line}");
+    assert!(
+        line.contains("ORGANIZATION_NAME is not set. Set it to the client organization's name"),
+        "{line}"
+    );
 }
 
 #[test]
@@ -176,11 +213,20 @@ fn error_missing_api_key() {
 
 #[test]
 fn error_api_key_of_the_wrong_kind() {
-    let run = Sandbox::new().run_with(&[], &[("OPENROUTER_API_KEY", "sk-proj-0123456789abcdefghijkl")]);
+    let run = Sandbox::new().run_with(
+        &[],
+        &[("OPENROUTER_API_KEY", "sk-proj-0123456789abcdefghijkl")],
+    );
     run.expect(78);
     let line = error_line(&run);
-    assert!(line.contains("OPENROUTER_API_KEY does not start with `sk-or-`"), "{line}");
-    assert!(line.contains("https://openrouter.ai/settings/keys"), "{line}");
+    assert!(
+        line.contains("OPENROUTER_API_KEY does not start with `sk-or-`"),
+        "{line}"
+    );
+    assert!(
+        line.contains("https://openrouter.ai/settings/keys"),
+        "{line}"
+    );
 }
 
 #[test]
@@ -190,9 +236,22 @@ fn error_renamed_organization() {
     let run = sandbox.run_with(&[], &[("ORGANIZATION_NAME", "Acme Sp. z o.o.")]);
     run.expect(65);
     let line = error_line(&run);
-    assert!(line.contains(&format!("links this deployment to organization id {ACME_ID}")), "{line}");
-    assert!(line.contains(&format!("keep its usage history by setting OPENROUTER_EXTERNAL_USER={ACME_ID}")), "{line}");
-    assert!(line.contains(&sandbox.env_path().display().to_string()), "{line}");
+    assert!(
+        line.contains(&format!(
+            "links this deployment to organization id {ACME_ID}"
+        )),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!(
+            "keep its usage history by setting OPENROUTER_EXTERNAL_USER={ACME_ID}"
+        )),
+        "{line}"
+    );
+    assert!(
+        line.contains(&sandbox.env_path().display().to_string()),
+        "{line}"
+    );
 }
 
 #[test]
@@ -203,8 +262,14 @@ fn error_application_not_migrated() {
     run.expect(65);
     let line = error_line(&run);
     assert!(line.contains("has no table client_organizations"), "{line}");
-    assert!(line.contains(&sandbox.db_path().display().to_string()), "{line}");
-    assert!(line.contains("Let the mAI application run its migrations first"), "{line}");
+    assert!(
+        line.contains(&sandbox.db_path().display().to_string()),
+        "{line}"
+    );
+    assert!(
+        line.contains("Let the mAI application run its migrations first"),
+        "{line}"
+    );
 }
 
 #[test]
@@ -217,8 +282,14 @@ fn error_key_used_by_another_organization() {
     let run = sandbox.run(&["--production"]);
     run.expect(65);
     let line = error_line(&run);
-    assert!(line.contains("already used by organization \"Beta GmbH\" (id mai_client_beta)"), "{line}");
-    assert!(line.contains("Give this organization its own key"), "{line}");
+    assert!(
+        line.contains("already used by organization \"Beta GmbH\" (id mai_client_beta)"),
+        "{line}"
+    );
+    assert!(
+        line.contains("Give this organization its own key"),
+        "{line}"
+    );
 }
 
 #[test]
@@ -232,7 +303,10 @@ fn error_lock_held_by_another_run() {
     run.expect(75);
     assert!(started.elapsed() < Duration::from_secs(3));
     let line = error_line(&run);
-    assert!(line.contains("another mai-provision run has held"), "{line}");
+    assert!(
+        line.contains("another mai-provision run has held"),
+        "{line}"
+    );
     assert!(line.contains(".mai-provision.lock"), "{line}");
     assert!(line.contains("raise LOCK_TIMEOUT"), "{line}");
 }
@@ -243,7 +317,10 @@ fn error_env_file_directory_missing() {
     let run = sandbox.run_with(&[], &[("ENV_FILE", "/nonexistent-mount/.env")]);
     run.expect(73);
     let line = error_line(&run);
-    assert!(line.contains("the directory of /nonexistent-mount/.env does not exist"), "{line}");
+    assert!(
+        line.contains("the directory of /nonexistent-mount/.env does not exist"),
+        "{line}"
+    );
     assert!(line.contains("mount the shared volume"), "{line}");
 }
 
@@ -252,16 +329,28 @@ fn error_database_required() {
     let run = Sandbox::new().run_with(&["--init-database"], &[("REQUIRE_DATABASE", "true")]);
     run.expect(66);
     let line = error_line(&run);
-    assert!(line.contains("does not exist yet and REQUIRE_DATABASE=true"), "{line}");
-    assert!(line.contains("check that the data volume is mounted at DATA_DIR"), "{line}");
+    assert!(
+        line.contains("does not exist yet and REQUIRE_DATABASE=true"),
+        "{line}"
+    );
+    assert!(
+        line.contains("check that the data volume is mounted at DATA_DIR"),
+        "{line}"
+    );
 }
 
 #[test]
 fn error_unsupported_database_url() {
-    let run = Sandbox::new().run_with(&["--production"], &[("DATABASE_URL", "postgresql://db/webui")]);
+    let run = Sandbox::new().run_with(
+        &["--production"],
+        &[("DATABASE_URL", "postgresql://db/webui")],
+    );
     run.expect(78);
     let line = error_line(&run);
-    assert!(line.contains("DATABASE_URL uses the unsupported scheme `postgresql`"), "{line}");
+    assert!(
+        line.contains("DATABASE_URL uses the unsupported scheme `postgresql`"),
+        "{line}"
+    );
     assert!(line.contains("supports only SQLite files"), "{line}");
 }
 
@@ -270,16 +359,26 @@ fn error_markup_rate_with_a_comma() {
     let run = Sandbox::new().run_with(&[], &[("MARKUP_RATE", "1,3")]);
     run.expect(78);
     let line = error_line(&run);
-    assert!(line.contains("MARKUP_RATE uses a comma. Write the decimal with a dot"), "{line}");
+    assert!(
+        line.contains("MARKUP_RATE uses a comma. Write the decimal with a dot"),
+        "{line}"
+    );
 }
 
 #[test]
 fn error_corrupt_database() {
     let sandbox = Sandbox::new();
-    fs::write(sandbox.db_path(), b"SQLite format 3\0this is not really a database at all").unwrap();
+    fs::write(
+        sandbox.db_path(),
+        b"SQLite format 3\0this is not really a database at all",
+    )
+    .unwrap();
     let run = sandbox.run(&["--production"]);
     run.expect(65);
     let line = error_line(&run);
-    assert!(line.contains(&sandbox.db_path().display().to_string()), "{line}");
+    assert!(
+        line.contains(&sandbox.db_path().display().to_string()),
+        "{line}"
+    );
     assert!(line.contains("the file was left as it was"), "{line}");
 }

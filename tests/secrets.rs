@@ -26,14 +26,21 @@ fn a_full_provisioning_at_trace_level_shows_no_secret() {
     each_format(&sandbox, &["--production"], &[], 0);
     each_format(&sandbox, &["--production", "--dry-run"], &[], 0);
     each_format(&sandbox, &["--production", "--output", "json"], &[], 0);
-    each_format(&sandbox, &["--production", "--check"], &[("OPENROUTER_API_KEY", OTHER_KEY)], 1);
+    each_format(
+        &sandbox,
+        &["--production", "--check"],
+        &[("OPENROUTER_API_KEY", OTHER_KEY)],
+        1,
+    );
 }
 
 #[test]
 fn a_generated_secret_key_never_shows() {
     let sandbox = Sandbox::new();
     let mut cmd = sandbox.command();
-    cmd.env_remove("WEBUI_SECRET_KEY").env("LOG_LEVEL", "trace").args(["--output", "json"]);
+    cmd.env_remove("WEBUI_SECRET_KEY")
+        .env("LOG_LEVEL", "trace")
+        .args(["--output", "json"]);
     let run = Run::from(cmd.output().unwrap());
     run.expect(0);
     let generated = std::fs::read_to_string(sandbox.secret_store()).unwrap();
@@ -51,7 +58,11 @@ fn invalid_keys_are_described_without_their_value() {
     ] {
         let run = sandbox.run_with(&[], &[("OPENROUTER_API_KEY", bad), ("LOG_LEVEL", "trace")]);
         run.expect(78).assert_mentions(&["OPENROUTER_API_KEY"]);
-        assert!(!run.output().contains(bad), "the invalid key was echoed: {}", run.output());
+        assert!(
+            !run.output().contains(bad),
+            "the invalid key was echoed: {}",
+            run.output()
+        );
     }
 }
 
@@ -76,7 +87,11 @@ fn a_key_from_a_file_stays_secret() {
         .env("LOG_LEVEL", "trace")
         .arg("--production");
     Run::from(cmd.output().unwrap()).expect(0);
-    assert_eq!(sandbox.rows()[0].api_key, KEY, "the trailing newline was dropped");
+    assert_eq!(
+        sandbox.rows()[0].api_key,
+        KEY,
+        "the trailing newline was dropped"
+    );
 }
 
 #[test]
@@ -84,7 +99,10 @@ fn a_changed_key_is_planned_without_either_value() {
     // A different key in the .env than in the configuration, dry-run: the
     // plan reports the change without either value.
     let sandbox = Sandbox::new();
-    sandbox.write_env(&format!("OPENROUTER_API_KEY={OTHER_KEY}\nOPENAI_API_KEY={OTHER_KEY}\n"));
+    sandbox.write_env(&format!(
+        "OPENROUTER_API_KEY={OTHER_KEY}\nOPENAI_API_KEY={OTHER_KEY}\n"
+    ));
     let run = sandbox.run_with(&["--dry-run"], &LOUD);
-    run.expect(0).assert_mentions(&["change", "OPENROUTER_API_KEY (secret, value hidden)"]);
+    run.expect(0)
+        .assert_mentions(&["change", "OPENROUTER_API_KEY (secret, value hidden)"]);
 }

@@ -485,7 +485,10 @@ fn api_key_file_devices_and_pipes_are_refused_without_opening() {
     // A named pipe without a writer would block `open` forever.
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("fifo");
-    let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
     assert!(made.success());
     let e = api_key_file_error(fifo.to_str().unwrap());
     assert_secret_file_error(&e, "OPENROUTER_API_KEY_FILE", "not a regular file");
@@ -982,7 +985,10 @@ fn webui_secret_key_file_is_read_with_the_same_checks() {
         (missing.to_str().unwrap().to_owned(), "it does not exist"),
         (dir.path().to_str().unwrap().to_owned(), "is a directory"),
         ("/dev/zero".to_owned(), "not a regular file"),
-        (temp_file(&dir, "large", &vec![b'a'; 64 * 1024 + 1]), "larger than"),
+        (
+            temp_file(&dir, "large", &vec![b'a'; 64 * 1024 + 1]),
+            "larger than",
+        ),
         (temp_file(&dir, "empty", b""), "is empty"),
         (temp_file(&dir, "binary", b"\xff\xfe\xfd"), "not UTF-8"),
     ] {

@@ -16,7 +16,11 @@ fn config(extra: &[(&str, &str)]) -> Config {
         ("WEBUI_SECRET_KEY".into(), "session-secret".into()),
         ("DATA_DIR".into(), "/data".into()),
     ];
-    vars.extend(extra.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))));
+    vars.extend(
+        extra
+            .iter()
+            .map(|(k, v)| (OsString::from(k), OsString::from(v))),
+    );
     config::from_vars(vars).unwrap()
 }
 
@@ -75,13 +79,26 @@ fn a_matching_row_and_env_make_an_empty_plan() {
     let second = plan(&config, &world(Some(&text), snapshot(Some(stored_row())))).unwrap();
     assert!(second.is_empty(), "{second:?}");
     assert!(matches!(second.database, DatabasePlan::Unchanged { .. }));
-    assert!(second.env.changes.iter().all(|c| c.status == KeyStatus::Unchanged));
+    assert!(
+        second
+            .env
+            .changes
+            .iter()
+            .all(|c| c.status == KeyStatus::Unchanged)
+    );
 }
 
 #[test]
 fn a_missing_row_is_inserted_with_every_column() {
     let plan = plan(&config(&[]), &world(None, snapshot(None))).unwrap();
-    let DatabasePlan::Write { action, write, columns, create_schema, .. } = &plan.database else {
+    let DatabasePlan::Write {
+        action,
+        write,
+        columns,
+        create_schema,
+        ..
+    } = &plan.database
+    else {
         panic!("{:?}", plan.database);
     };
     assert_eq!(*action, RowAction::Insert);
@@ -89,7 +106,10 @@ fn a_missing_row_is_inserted_with_every_column() {
     assert_eq!((write.created_at, write.updated_at), (NOW, NOW));
     assert_eq!(write.markup_rate, 1.3);
     assert!(write.key_hash.is_some());
-    assert_eq!(write.timezone, None, "the alembic shape has no timezone column");
+    assert_eq!(
+        write.timezone, None,
+        "the alembic shape has no timezone column"
+    );
     assert!(columns.contains(&"openrouter_key_hash"));
 }
 
@@ -112,8 +132,14 @@ fn an_unset_markup_rate_keeps_the_stored_one_and_an_explicit_one_wins() {
     let mut row = stored_row();
     row.markup_rate = Value::Real(1.8);
     let kept = plan(&config(&[]), &world(None, snapshot(Some(row.clone())))).unwrap();
-    assert!(matches!(kept.database, DatabasePlan::Unchanged { ref expected } if expected.markup_rate == 1.8));
-    let set = plan(&config(&[("MARKUP_RATE", "2")]), &world(None, snapshot(Some(row)))).unwrap();
+    assert!(
+        matches!(kept.database, DatabasePlan::Unchanged { ref expected } if expected.markup_rate == 1.8)
+    );
+    let set = plan(
+        &config(&[("MARKUP_RATE", "2")]),
+        &world(None, snapshot(Some(row))),
+    )
+    .unwrap();
     let DatabasePlan::Write { columns, write, .. } = &set.database else {
         panic!("{:?}", set.database);
     };
@@ -165,8 +191,14 @@ fn first_boot_skips_requires_or_creates() {
     let skip = plan(&config(&[]), &world(None, missing.clone())).unwrap();
     assert!(matches!(skip.database, DatabasePlan::Skip { .. }));
     assert!(skip.warnings.iter().any(|w| w.contains("first boot")));
-    let required = plan(&config(&[("REQUIRE_DATABASE", "true")]), &world(None, DatabaseState::Empty));
-    assert!(matches!(required, Err(Error::Db(crate::db::DbError::Required { .. }))));
+    let required = plan(
+        &config(&[("REQUIRE_DATABASE", "true")]),
+        &world(None, DatabaseState::Empty),
+    );
+    assert!(matches!(
+        required,
+        Err(Error::Db(crate::db::DbError::Required { .. }))
+    ));
     let create = plan(&config(&[("CREATE_SCHEMA", "true")]), &world(None, missing)).unwrap();
     assert!(matches!(
         create.database,
@@ -178,11 +210,25 @@ fn first_boot_skips_requires_or_creates() {
 #[test]
 fn the_secret_key_comes_from_config_then_env_then_store_then_is_generated() {
     let mut config = config(&[]);
-    let configured = plan(&config, &world(Some("WEBUI_SECRET_KEY=from-env\n"), DatabaseState::NotInMode)).unwrap();
+    let configured = plan(
+        &config,
+        &world(
+            Some("WEBUI_SECRET_KEY=from-env\n"),
+            DatabaseState::NotInMode,
+        ),
+    )
+    .unwrap();
     assert_eq!(configured.secret_key.source, SecretKeySource::Configured);
 
     config.webui_secret_key = None;
-    let from_env = plan(&config, &world(Some("WEBUI_SECRET_KEY=from-env\n"), DatabaseState::NotInMode)).unwrap();
+    let from_env = plan(
+        &config,
+        &world(
+            Some("WEBUI_SECRET_KEY=from-env\n"),
+            DatabaseState::NotInMode,
+        ),
+    )
+    .unwrap();
     assert_eq!(from_env.secret_key.source, SecretKeySource::EnvFile);
     assert_eq!(from_env.secret_key.value.expose(), "from-env");
 
@@ -194,19 +240,35 @@ fn the_secret_key_comes_from_config_then_env_then_store_then_is_generated() {
 
     let id = OrgId::resolve(None, "Acme");
     let fresh = world(None, DatabaseState::NotInMode);
-    let generated = build(&config, Mode::Env, id.clone(), &fresh, NOW, || Ok(Secret::new("new"))).unwrap();
+    let generated = build(&config, Mode::Env, id.clone(), &fresh, NOW, || {
+        Ok(Secret::new("new"))
+    })
+    .unwrap();
     assert_eq!(generated.secret_key.source, SecretKeySource::Generated);
-    assert_eq!(generated.secret_key.store_at, Some(PathBuf::from("/data/.webui_secret_key")));
+    assert_eq!(
+        generated.secret_key.store_at,
+        Some(PathBuf::from("/data/.webui_secret_key"))
+    );
 
     let mut no_volume = fresh;
     no_volume.data_dir_exists = false;
-    let err = build(&config, Mode::Env, id, &no_volume, NOW, || Ok(Secret::new("new"))).unwrap_err();
+    let err = build(&config, Mode::Env, id, &no_volume, NOW, || {
+        Ok(Secret::new("new"))
+    })
+    .unwrap_err();
     assert!(matches!(err, Error::SecretKeyHome { .. }));
 }
 
 #[test]
 fn another_id_in_the_env_is_refused_before_anything_else() {
-    let err = plan(&config(&[]), &world(Some("OPENROUTER_EXTERNAL_USER=someone_else\n"), snapshot(None))).unwrap_err();
+    let err = plan(
+        &config(&[]),
+        &world(
+            Some("OPENROUTER_EXTERNAL_USER=someone_else\n"),
+            snapshot(None),
+        ),
+    )
+    .unwrap_err();
     assert!(matches!(err, Error::Identity(_)), "{err}");
 }
 
@@ -226,9 +288,17 @@ fn model_ids_write_the_allow_list_and_removing_them_removes_it() {
     let with = config(&[("MODEL_IDS", "a/b,c/d")]);
     let first = plan(&with, &world(None, DatabaseState::NotInMode)).unwrap();
     let text = first.env.new_text.unwrap();
-    assert!(text.contains(r#"OPENAI_API_CONFIGS='{"0":{"enable":true,"model_ids":["a/b","c/d"]}}'"#), "{text}");
+    assert!(
+        text.contains(r#"OPENAI_API_CONFIGS='{"0":{"enable":true,"model_ids":["a/b","c/d"]}}'"#),
+        "{text}"
+    );
     let without = plan(&config(&[]), &world(Some(&text), DatabaseState::NotInMode)).unwrap();
-    let removed = without.env.changes.iter().find(|c| c.key == "OPENAI_API_CONFIGS").unwrap();
+    let removed = without
+        .env
+        .changes
+        .iter()
+        .find(|c| c.key == "OPENAI_API_CONFIGS")
+        .unwrap();
     assert_eq!(removed.status, KeyStatus::Removed);
     assert!(!without.env.new_text.unwrap().contains("OPENAI_API_CONFIGS"));
 }

