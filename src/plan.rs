@@ -393,21 +393,7 @@ fn insert(
         timezone: schema.has_timezone.then_some(DEFAULT_TIMEZONE),
         update_columns: UPDATABLE_COLUMNS.to_vec(),
     };
-    let mut columns = vec![
-        "id",
-        "name",
-        "openrouter_api_key",
-        "markup_rate",
-        "is_active",
-        "created_at",
-        "updated_at",
-    ];
-    if write.key_hash.is_some() {
-        columns.push("openrouter_key_hash");
-    }
-    if write.timezone.is_some() {
-        columns.push("timezone");
-    }
+    let columns = write.insert_columns();
     DatabasePlan::Write {
         create_schema,
         action: RowAction::Insert,

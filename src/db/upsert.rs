@@ -7,7 +7,7 @@ use std::path::Path;
 
 use rusqlite::{Connection, ToSql};
 
-use super::{DbError, ORG_TABLE};
+use super::{DbError, ORG_TABLE, REQUIRED_ORG_COLUMNS};
 use crate::secret::Secret;
 
 /// A planned write of the organization row.
@@ -39,16 +39,23 @@ pub const UPDATABLE_COLUMNS: [&str; 6] = [
     "updated_at",
 ];
 
+impl RowWrite {
+    /// The columns the insert branch names: the required ones, in
+    /// `REQUIRED_ORG_COLUMNS` order, then the optional ones it has values for.
+    pub fn insert_columns(&self) -> Vec<&'static str> {
+        let mut columns = REQUIRED_ORG_COLUMNS.to_vec();
+        if self.key_hash.is_some() {
+            columns.push("openrouter_key_hash");
+        }
+        if self.timezone.is_some() {
+            columns.push("timezone");
+        }
+        columns
+    }
+}
+
 pub fn write_row(conn: &Connection, path: &Path, write: &RowWrite) -> Result<(), DbError> {
-    let mut columns: Vec<&str> = vec![
-        "id",
-        "name",
-        "openrouter_api_key",
-        "markup_rate",
-        "is_active",
-        "created_at",
-        "updated_at",
-    ];
+    let columns = write.insert_columns();
     let active: i64 = 1;
     let key = write.api_key.expose();
     let mut values: Vec<&dyn ToSql> = vec![
@@ -60,12 +67,11 @@ pub fn write_row(conn: &Connection, path: &Path, write: &RowWrite) -> Result<(),
         &write.created_at,
         &write.updated_at,
     ];
+    // Same order as `insert_columns`.
     if let Some(hash) = &write.key_hash {
-        columns.push("openrouter_key_hash");
         values.push(hash);
     }
     if let Some(timezone) = &write.timezone {
-        columns.push("timezone");
         values.push(timezone);
     }
     let placeholders: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
