@@ -41,6 +41,12 @@ pub enum Error {
         source: std::io::Error,
     },
     #[error(
+        "the stored WEBUI_SECRET_KEY file {} cannot be used: it {problem}. Fix or remove the file \
+         (a new key is then generated, which signs everyone out), or set WEBUI_SECRET_KEY.",
+        path.display()
+    )]
+    SecretKeyUnusable { path: PathBuf, problem: String },
+    #[error(
         "waited {:.0} s for the application to create its schema in {}, but {last}. \
          Check that the application started and uses the same data volume, or wait longer (--wait-for-database=SECONDS).",
         waited.as_secs_f64(), path.display()

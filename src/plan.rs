@@ -179,6 +179,11 @@ fn plan_secret_key(
         return Ok(found(SecretKeySource::EnvFile, Secret::new(key)));
     }
     if let Some(key) = &world.stored_secret {
+        // Written by hand, perhaps: it must fit in the .env like any value.
+        envfile::render_value(key.expose()).map_err(|problem| Error::SecretKeyUnusable {
+            path: config.secret_key_store(),
+            problem: problem.to_string(),
+        })?;
         return Ok(found(SecretKeySource::Stored, key.clone()));
     }
     let store = config.secret_key_store();

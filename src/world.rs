@@ -77,7 +77,15 @@ fn read_database(
 fn read_stored_secret(path: &Path) -> Result<Option<Secret>, Error> {
     let text = envfile::read_existing(path).map_err(|e| match e {
         envfile::OutputError::Read { path, source } => Error::SecretKeyRead { path, source },
-        other => other.into(),
+        other => Error::SecretKeyUnusable {
+            path: path.to_owned(),
+            problem: match other {
+                envfile::OutputError::IsDirectory { .. } => "is a directory, not a file".to_owned(),
+                envfile::OutputError::NotUtf8 { .. } => "is not UTF-8 text".to_owned(),
+                envfile::OutputError::TooLarge { .. } => "is far too large for a key".to_owned(),
+                other => other.to_string(),
+            },
+        },
     })?;
     Ok(text
         .map(|t| t.trim_end_matches(['\n', '\r']).to_owned())
