@@ -382,3 +382,15 @@ fn error_corrupt_database() {
     );
     assert!(line.contains("the file was left as it was"), "{line}");
 }
+
+#[test]
+fn dry_run_on_a_wal_database_leaves_no_side_files() {
+    let sandbox = Sandbox::with_shape(Shape::Startup);
+    sandbox.sql("PRAGMA journal_mode=WAL;");
+    let before = sandbox.snapshot();
+    for flags in [["--production", "--dry-run"], ["--production", "--check"]] {
+        let run = sandbox.run(&flags);
+        assert!(run.code == 0 || run.code == 1, "{run:?}");
+        before.assert_same(&sandbox.snapshot(), &format!("{flags:?} on a WAL database"));
+    }
+}

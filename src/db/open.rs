@@ -73,6 +73,9 @@ pub enum Access {
 }
 
 pub fn open(path: &Path, access: Access, busy_timeout: Duration) -> Result<Connection, DbError> {
+    if access == Access::ReadOnly && !has_side_files(path) {
+        return open_untouched(path);
+    }
     let flags = match access {
         Access::ReadOnly => OpenFlags::SQLITE_OPEN_READ_ONLY,
         Access::ReadWrite => OpenFlags::SQLITE_OPEN_READ_WRITE,
@@ -93,6 +96,44 @@ pub fn open(path: &Path, access: Access, busy_timeout: Duration) -> Result<Conne
     Ok(conn)
 }
 
+/// Whether a `-wal` or `-journal` file sits beside the database: a WAL in
+/// use (the application is running, or crashed with unmerged pages) or a hot
+/// rollback journal, which only a normal connection reads correctly.
+fn has_side_files(path: &Path) -> bool {
+    ["-wal", "-journal"].iter().any(|suffix| {
+        let mut side = path.as_os_str().to_owned();
+        side.push(suffix);
+        Path::new(&side).exists()
+    })
+}
+
+/// A read-only connection that creates nothing: even a read-only connection
+/// to a WAL database creates `-wal` and `-shm` files it cannot remove, which
+/// a dry run must not leave behind. Without side files the database file is
+/// the whole state, so SQLite may read it as immutable.
+fn open_untouched(path: &Path) -> Result<Connection, DbError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_URI
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    Connection::open_with_flags(immutable_uri(path), flags).map_err(DbError::sqlite(path, "open"))
+}
+
+/// `file:` URI for `path` with `immutable=1`, percent-encoding what a URI
+/// path cannot hold as is.
+fn immutable_uri(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut uri = String::from("file:");
+    for &byte in path.as_os_str().as_bytes() {
+        if byte.is_ascii_alphanumeric() || b"/-._~".contains(&byte) {
+            uri.push(char::from(byte));
+        } else {
+            uri.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    uri.push_str("?immutable=1");
+    uri
+}
+
 /// Like SQLite's busy timeout, but it gives up at once when a termination
 /// signal arrives, so that a stop request is never stuck behind a writer.
 fn busy_handler(timeout: Duration) -> impl FnMut(i32) -> bool + Send + 'static {
@@ -106,5 +147,45 @@ fn busy_handler(timeout: Duration) -> impl FnMut(i32) -> bool + Send + 'static {
         }
         std::thread::sleep(BUSY_SLICE);
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uris_escape_what_a_path_may_hold() {
+        assert_eq!(
+            immutable_uri(Path::new("/data/webui.db")),
+            "file:/data/webui.db?immutable=1"
+        );
+        assert_eq!(
+            immutable_uri(Path::new("./a b/%?#.db")),
+            "file:./a%20b/%25%3F%23.db?immutable=1"
+        );
+    }
+
+    #[test]
+    fn a_read_only_open_of_a_wal_database_leaves_no_side_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("odd name %.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; CREATE TABLE t (x); INSERT INTO t VALUES (1);",
+        )
+        .unwrap();
+        drop(conn);
+        let reader = open(&path, Access::ReadOnly, Duration::ZERO).unwrap();
+        let x: i64 = reader
+            .query_row("SELECT x FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(x, 1);
+        drop(reader);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [std::ffi::OsString::from("odd name %.db")]);
     }
 }
