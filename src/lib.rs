@@ -53,7 +53,7 @@ pub fn run(options: &Options) -> Result<Outcome, Error> {
     hooks::checkpoint("locked")?;
     let id = OrgId::resolve(config.external_user.as_deref(), &config.organization_name);
     let access = if options.dry_run {
-        Access::ReadOnly
+        Access::Untouched
     } else {
         Access::ReadWrite
     };

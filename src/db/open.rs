@@ -64,7 +64,11 @@ pub fn probe(path: &Path) -> Result<FileState, DbError> {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
-    /// Plans and checks: never writes, never creates.
+    /// Plans and checks: never writes, never creates a file, not even the
+    /// side files of a WAL database.
+    Untouched,
+    /// Reads under SQLite's normal locking, while another process may be
+    /// writing (waiting for the application's schema, verifying).
     ReadOnly,
     /// The normal run: the file must exist.
     ReadWrite,
@@ -73,11 +77,11 @@ pub enum Access {
 }
 
 pub fn open(path: &Path, access: Access, busy_timeout: Duration) -> Result<Connection, DbError> {
-    if access == Access::ReadOnly && !has_side_files(path) {
+    if access == Access::Untouched && !has_side_files(path) {
         return open_untouched(path);
     }
     let flags = match access {
-        Access::ReadOnly => OpenFlags::SQLITE_OPEN_READ_ONLY,
+        Access::Untouched | Access::ReadOnly => OpenFlags::SQLITE_OPEN_READ_ONLY,
         Access::ReadWrite => OpenFlags::SQLITE_OPEN_READ_WRITE,
         Access::Create => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -110,7 +114,9 @@ fn has_side_files(path: &Path) -> bool {
 /// A read-only connection that creates nothing: even a read-only connection
 /// to a WAL database creates `-wal` and `-shm` files it cannot remove, which
 /// a dry run must not leave behind. Without side files the database file is
-/// the whole state, so SQLite may read it as immutable.
+/// the whole state, so SQLite may read it as immutable. (A writer starting
+/// during the read could show a torn state; acceptable for a plan, which is
+/// why waiting and verifying use `ReadOnly`.)
 fn open_untouched(path: &Path) -> Result<Connection, DbError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
         | OpenFlags::SQLITE_OPEN_URI
@@ -176,7 +182,7 @@ mod tests {
         )
         .unwrap();
         drop(conn);
-        let reader = open(&path, Access::ReadOnly, Duration::ZERO).unwrap();
+        let reader = open(&path, Access::Untouched, Duration::ZERO).unwrap();
         let x: i64 = reader
             .query_row("SELECT x FROM t", [], |r| r.get(0))
             .unwrap();
