@@ -59,7 +59,16 @@ pub fn acquire(path: &Path, timeout: Duration) -> Result<Lock, LockError> {
                     path: path.to_owned(),
                 });
             }
-            Err(e) if e.kind() == fs2::lock_contended_error().kind() => {}
+            Err(e) if e.kind() == fs2::lock_contended_error().kind() => {
+                if backoff == FIRST_BACKOFF {
+                    // Once per wait: replicas starting together say why they pause.
+                    tracing::info!(
+                        path = %path.display(),
+                        "another run holds the lock; waiting up to {} s",
+                        timeout.as_secs_f64()
+                    );
+                }
+            }
             Err(source) => {
                 return Err(LockError::Open {
                     path: path.to_owned(),
