@@ -325,3 +325,54 @@ fn busy_case(busy: Busy, shape: Shape) {
         "{context}: created_at of the application's insert is kept"
     );
 }
+
+#[test]
+fn lock_timeout_bounds_the_wait_for_both_locks_together() {
+    // One run holds the database lock almost to the timeout, another holds
+    // the .env lock: the job still gives up within LOCK_TIMEOUT plus 1 s.
+    const TIMEOUT: Duration = Duration::from_secs(2);
+    let sandbox = Sandbox::with_shape(Shape::Alembic);
+    let before = sandbox.snapshot();
+    let database_lock = hold_lock(&sandbox.data_dir().join(".mai-provision.lock"));
+    let _env_lock = hold_lock(&sandbox.path().join("shared/.env.lock"));
+    let started = Instant::now();
+    let mut cmd = sandbox.command();
+    cmd.arg("--production").env("LOCK_TIMEOUT", "2");
+    let mut live = spawn(cmd);
+    live.wait_for_log("another run holds the lock");
+    std::thread::sleep(TIMEOUT.mul_f64(0.75).saturating_sub(started.elapsed()));
+    drop(database_lock);
+    let ended = live.wait(STEP_TIMEOUT);
+    let elapsed = started.elapsed();
+    ended.run.expect(75);
+    assert!(
+        elapsed < TIMEOUT + Duration::from_secs(1),
+        "exit after {elapsed:?}"
+    );
+    before.assert_same(&sandbox.snapshot(), "nothing written");
+}
+
+#[test]
+fn thirty_two_replicas_applying_a_change_keep_one_backup_of_the_old_file() {
+    let scenario = Scenario::Update { wal: false };
+    let template = scenario.prepare();
+    let old_env = std::fs::read(template.env_path()).unwrap();
+    let sandbox = template.copy();
+    let commands = (0..REPLICAS)
+        .map(|_| {
+            let mut cmd = scenario.command(&sandbox);
+            cmd.env("LOG_LEVEL", "debug");
+            cmd
+        })
+        .collect();
+    let runs = run_together(commands);
+    assert_all_succeeded(&runs, "update");
+    let single = template.copy();
+    Run::from(scenario.command(&single).output().unwrap()).expect(0);
+    assert_eq!(
+        State::read(&sandbox).timeless(),
+        State::read(&single).timeless()
+    );
+    assert_eq!(std::fs::read(sandbox.backup_path()).unwrap(), old_env);
+    assert_like_single_run(&sandbox, &single, "update");
+}
