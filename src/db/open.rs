@@ -101,7 +101,7 @@ fn busy_handler(timeout: Duration) -> impl FnMut(i32) -> bool + Send + 'static {
         if attempt == 0 {
             started = Instant::now();
             tracing::debug!(
-                "another connection is writing to the database; waiting up to {} s",
+                "another connection is using the database; waiting up to {:.1} s",
                 timeout.as_secs_f64()
             );
         }
