@@ -240,26 +240,11 @@ fn a_lock_held_past_lock_timeout_is_exit_75_in_time_and_nothing_is_written() {
     }
 }
 
-/// How the test's own connection keeps the database busy.
-#[derive(Debug, Clone, Copy)]
-enum Busy {
-    /// Rollback journal, a write transaction (RESERVED): readers may read.
-    RollbackWriter,
-    /// Rollback journal, EXCLUSIVE: not even reading is possible.
-    RollbackExclusive,
-    /// WAL, a write transaction: readers read the last commit.
-    WalWriter,
-}
-
 #[test]
 fn a_busy_database_is_waited_for_and_the_row_written_after_the_other_commit() {
     // The cases wait in parallel: each holds its database for seconds.
     std::thread::scope(|scope| {
-        for busy in [
-            Busy::RollbackWriter,
-            Busy::RollbackExclusive,
-            Busy::WalWriter,
-        ] {
+        for busy in BUSY {
             for shape in SHAPES {
                 scope.spawn(move || busy_case(busy, shape));
             }
@@ -271,36 +256,14 @@ fn busy_case(busy: Busy, shape: Shape) {
     const HOLD: Duration = Duration::from_secs(2);
     let context = format!("{busy:?} {shape:?}");
     let sandbox = Sandbox::with_shape(shape);
-    let holder = sandbox.db();
-    let (journal, begin) = match busy {
-        Busy::RollbackWriter => ("DELETE", "BEGIN IMMEDIATE"),
-        Busy::RollbackExclusive => ("DELETE", "BEGIN EXCLUSIVE"),
-        Busy::WalWriter => ("WAL", "BEGIN IMMEDIATE"),
-    };
-    let mode: String = holder
-        .query_row(&format!("PRAGMA journal_mode = {journal}"), [], |r| {
-            r.get(0)
-        })
-        .unwrap();
-    assert_eq!(mode.to_uppercase(), journal);
-    // The application registering the organization itself, at the same
-    // moment: the job must update that row, not insert a second one.
-    holder.execute_batch(begin).unwrap();
-    holder
-        .execute(
-            "INSERT INTO client_organizations \
-             (id, name, openrouter_api_key, markup_rate, is_active, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, 1.3, 1, 1700000000, 1700000000)",
-            (ACME_ID, NAME, KEY),
-        )
-        .unwrap();
+    let holder = hold_busy(&sandbox, busy);
     let held_since = Instant::now();
     let mut cmd = sandbox.command();
     cmd.args(["--production"])
         .env("MARKUP_RATE", "1.7")
         .env("LOG_LEVEL", "debug");
     let mut live = spawn(cmd);
-    live.wait_for_log("another connection is writing to the database");
+    live.wait_for_log("another connection is using the database");
     std::thread::sleep(HOLD.saturating_sub(held_since.elapsed()));
     holder.execute_batch("COMMIT").unwrap();
     let ended = live.wait(STEP_TIMEOUT);
@@ -319,11 +282,42 @@ fn busy_case(busy: Busy, shape: Shape) {
     let rows = sandbox.rows();
     assert_eq!(rows.len(), 1, "{context}: {rows:?}");
     assert_eq!(rows[0].markup_rate, Value::Real(1.7), "{context}");
-    assert_eq!(
-        rows[0].created_at,
-        Value::Integer(1_700_000_000),
-        "{context}: created_at of the application's insert is kept"
-    );
+    if busy != Busy::RollbackReader {
+        assert_eq!(
+            rows[0].created_at,
+            Value::Integer(1_700_000_000),
+            "{context}: created_at of the application's insert is kept"
+        );
+    }
+}
+
+#[test]
+fn a_database_busy_past_lock_timeout_is_exit_75_and_the_env_is_not_replaced() {
+    const TIMEOUT: Duration = Duration::from_secs(1);
+    std::thread::scope(|scope| {
+        for busy in BUSY {
+            scope.spawn(move || {
+                let context = format!("{busy:?}");
+                let sandbox = Sandbox::with_shape(Shape::Startup);
+                sandbox.write_env("KEEP=1\n");
+                let holder = hold_busy(&sandbox, busy);
+                let started = Instant::now();
+                let run = sandbox.run_with(&["--production"], &[("LOCK_TIMEOUT", "1")]);
+                let elapsed = started.elapsed();
+                run.expect(75).assert_mentions(&["LOCK_TIMEOUT"]);
+                assert!(
+                    elapsed >= TIMEOUT && elapsed < TIMEOUT + Duration::from_secs(1),
+                    "{context}: exit after {elapsed:?}"
+                );
+                holder.execute_batch("ROLLBACK").unwrap();
+                drop(holder);
+                assert_eq!(sandbox.env_text(), "KEEP=1\n", "{context}");
+                assert!(sandbox.rows().is_empty(), "{context}");
+                assert!(sandbox.temp_files().is_empty(), "{context}");
+                assert_integrity(&sandbox.db_path(), &context);
+            });
+        }
+    });
 }
 
 #[test]

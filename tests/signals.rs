@@ -155,11 +155,10 @@ fn a_signal_while_waiting_for_the_lock_stops_in_time() {
 fn a_signal_while_the_database_is_busy_stops_in_time() {
     for launch in LAUNCHES {
         for (signal, code) in SIGNALS {
-            for begin in ["BEGIN IMMEDIATE", "BEGIN EXCLUSIVE"] {
-                let context = format!("{launch:?}: SIG{signal} while waiting for {begin}");
+            for busy in BUSY {
+                let context = format!("{launch:?}: SIG{signal} while {busy:?} holds the database");
                 let sandbox = Sandbox::with_shape(Shape::Startup);
-                let holder = sandbox.db();
-                holder.execute_batch(begin).unwrap();
+                let holder = hold_busy(&sandbox, busy);
                 let mut cmd = sandbox.command();
                 cmd.arg("--production")
                     .env("LOCK_TIMEOUT", "60")
@@ -167,7 +166,7 @@ fn a_signal_while_the_database_is_busy_stops_in_time() {
                 let Some(mut live) = start(cmd, launch, "signals as PID 1") else {
                     return;
                 };
-                live.wait_for_log("another connection is writing to the database");
+                live.wait_for_log("another connection is using the database");
                 stop(live, launch, signal, code, &context);
                 holder.execute_batch("ROLLBACK").unwrap();
                 drop(holder);

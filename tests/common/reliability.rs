@@ -599,3 +599,62 @@ impl Sandbox {
         copy
     }
 }
+
+/// How the test's own connection keeps the database busy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Busy {
+    /// Rollback journal, a write transaction (RESERVED): the job reads,
+    /// then waits to begin its own.
+    RollbackWriter,
+    /// Rollback journal, EXCLUSIVE: the job cannot even read.
+    RollbackExclusive,
+    /// Rollback journal, a long read (SHARED): the job writes, then waits
+    /// to commit.
+    RollbackReader,
+    /// WAL, a write transaction: the job reads the last commit, then waits.
+    WalWriter,
+}
+
+pub const BUSY: [Busy; 4] = [
+    Busy::RollbackWriter,
+    Busy::RollbackExclusive,
+    Busy::RollbackReader,
+    Busy::WalWriter,
+];
+
+/// A connection to the sandbox's database, holding it busy as `busy` says.
+/// A writer also inserts the organization, as the application does when it
+/// registers it at start-up.
+pub fn hold_busy(sandbox: &Sandbox, busy: Busy) -> rusqlite::Connection {
+    let holder = sandbox.db();
+    let (journal, begin) = match busy {
+        Busy::RollbackWriter => ("DELETE", "BEGIN IMMEDIATE"),
+        Busy::RollbackExclusive => ("DELETE", "BEGIN EXCLUSIVE"),
+        Busy::RollbackReader => ("DELETE", "BEGIN DEFERRED"),
+        Busy::WalWriter => ("WAL", "BEGIN IMMEDIATE"),
+    };
+    let mode: String = holder
+        .query_row(&format!("PRAGMA journal_mode = {journal}"), [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(mode.to_uppercase(), journal);
+    holder.execute_batch(begin).unwrap();
+    if busy == Busy::RollbackReader {
+        let _: i64 = holder
+            .query_row("SELECT count(*) FROM client_organizations", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+    } else {
+        holder
+            .execute(
+                "INSERT INTO client_organizations \
+                 (id, name, openrouter_api_key, markup_rate, is_active, created_at, updated_at) \
+                 VALUES (?1, ?2, ?3, 1.3, 1, 1700000000, 1700000000)",
+                (super::ACME_ID, super::NAME, KEY),
+            )
+            .unwrap();
+    }
+    holder
+}
