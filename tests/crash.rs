@@ -98,8 +98,8 @@ impl Case {
                     .contains(&format!("\nWEBUI_SECRET_KEY={key}\n")),
                 "{context}: the .env holds the stored key"
             );
-            assert!(!run.output().contains(&key[..16]));
         }
+        sandbox.assert_stored_key_not_in(&run, context);
         let extra: Vec<&str> = stored.iter().map(|k| &k[..16]).collect();
         sandbox.assert_secrets_only_where_they_belong(&extra);
     }
@@ -114,6 +114,7 @@ fn a_kill_at_every_step_leaves_old_or_new_and_the_next_run_converges() {
             let sandbox = case.template.copy();
             let ended = spawn_paused(&sandbox, scenario.command(&sandbox), step).kill();
             assert_eq!(ended.signal, Some(9), "{context}: {:?}", ended.run);
+            sandbox.assert_stored_key_not_in(&ended.run, &context);
             let (db_new, env_new) = case.check_after_kill(&sandbox, &context);
             assert_eq!(db_new, scenario.committed_at(step), "{context}: database");
             assert_eq!(env_new, *step == "env-committed", "{context}: .env");
@@ -187,6 +188,7 @@ fn random_kills_leave_old_or_new_and_the_next_run_converges() {
         let live = spawn(case.scenario.command(&sandbox));
         std::thread::sleep(delay);
         let ended = live.kill();
+        sandbox.assert_stored_key_not_in(&ended.run, &context);
         let killed = ended.signal == Some(9);
         if !killed {
             assert_eq!(ended.run.code, 0, "{context}: {:?}", ended.run);

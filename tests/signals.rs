@@ -55,6 +55,7 @@ fn stop(live: Live, launch: Launch, signal: &str, code: i32, context: &str) -> R
     send_signal(pid, signal);
     let ended = live.wait(STEP_TIMEOUT);
     let took = sent.elapsed();
+    eprintln!("{context}: exited {took:?} after the signal");
     assert_eq!(
         (ended.run.code, ended.signal),
         (code, None),
@@ -109,7 +110,8 @@ fn a_signal_at_every_step_rolls_back_cleans_up_and_exits_in_time() {
                     };
                     live.wait_for_marker(&marker);
                     std::fs::remove_file(&marker).unwrap();
-                    stop(live, launch, signal, code, &context);
+                    let run = stop(live, launch, signal, code, &context);
+                    sandbox.assert_stored_key_not_in(&run, &context);
                     assert_released(&sandbox, &context);
                     if sandbox.db_path().exists() {
                         assert_integrity(&sandbox.db_path(), &context);
@@ -122,7 +124,9 @@ fn a_signal_at_every_step_rolls_back_cleans_up_and_exits_in_time() {
                         assert_eq!(now.env, old.env, "{context}: the .env changed");
                     }
                     // Nothing is left half-done for the next run.
-                    Run::from(scenario.command(&sandbox).output().unwrap()).expect(0);
+                    let next = Run::from(scenario.command(&sandbox).output().unwrap());
+                    next.expect(0);
+                    sandbox.assert_stored_key_not_in(&next, &context);
                 }
             }
         }
@@ -198,4 +202,26 @@ fn a_signal_while_waiting_for_the_schema_stops_in_time() {
             assert_released(&sandbox, &context);
         }
     }
+}
+
+#[test]
+fn the_pid_1_harness_is_meaningful_a_process_without_handlers_ignores_sigterm() {
+    // `sleep` installs no handler: as PID 1 the kernel drops SIGTERM, which
+    // is the container trap the job's own handlers must avoid.
+    let mut sleeper = Command::new("sleep");
+    sleeper.arg("60");
+    let Some(cmd) = as_pid_1(&sleeper, "PID 1 harness check") else {
+        return;
+    };
+    let live = spawn(cmd);
+    let pid = job_pid(&live, Launch::Pid1);
+    send_signal(pid, "TERM");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "PID 1 without a handler died of SIGTERM: the harness does not model a container"
+    );
+    // Kill PID 1 itself (killing unshare would leave it running).
+    send_signal(pid, "KILL");
+    live.wait(STEP_TIMEOUT);
 }

@@ -67,6 +67,20 @@ impl Sandbox {
     }
 }
 
+impl Sandbox {
+    /// The key a run generated and stored, if any, is not in its output
+    /// either (whole, or its first half).
+    pub fn assert_stored_key_not_in(&self, run: &Run, context: &str) {
+        if let Ok(key) = fs::read_to_string(self.secret_store()) {
+            let half = &key[..key.len() / 2];
+            assert!(
+                half.is_empty() || !run.output().contains(half),
+                "{context}: the generated WEBUI_SECRET_KEY leaked into the output"
+            );
+        }
+    }
+}
+
 /// The fake secrets and recognisable slices of them.
 pub fn secret_needles() -> Vec<&'static str> {
     vec![KEY, OTHER_KEY, SECRET_KEY, &KEY[9..], &SECRET_KEY[5..]]
@@ -297,7 +311,13 @@ pub fn as_pid_1(cmd: &Command, check: &str) -> Option<Command> {
         }
     });
     match permitted {
-        Ok(()) => Some(wrap(cmd, "unshare", &["--pid", "--fork", "--"])),
+        // --kill-child: if unshare dies (a failed test kills it), so does
+        // the job, instead of sleeping on at a pause point.
+        Ok(()) => Some(wrap(
+            cmd,
+            "unshare",
+            &["--pid", "--fork", "--kill-child", "--"],
+        )),
         Err(reason) => {
             skip(check, &format!("{reason}; the PID 1 case is NOT checked"));
             None
