@@ -58,6 +58,7 @@ pub fn apply(
             checkpoint("backup-written")?;
         }
         prepared.commit()?;
+        checkpoint("env-committed")?;
     }
     Ok(Applied {
         database,
@@ -139,6 +140,7 @@ fn write_in_transaction(
     let mut schema = db::inspect(&tx, path)?;
     if schema.is_none() && create_schema {
         db::create_standalone_schema(&tx, path)?;
+        checkpoint("schema-created")?;
         schema = db::inspect(&tx, path)?;
     }
     // Re-read inside the write lock: what the plan saw may have changed.

@@ -165,6 +165,7 @@ fn for_output(error: &OutputError) -> ExitCode {
         | OutputError::DanglingLink { .. } => ExitCode::CannotCreate,
         OutputError::NotUtf8 { .. } | OutputError::TooLarge { .. } => ExitCode::DataError,
         OutputError::AppearedMeanwhile { .. } => ExitCode::TempFail,
+        OutputError::Interrupted(i) => for_signal(i.signal),
         OutputError::Create { source, .. } => for_io(source.kind(), ExitCode::CannotCreate),
         OutputError::Read { source, .. } | OutputError::Write { source, .. } => {
             for_io(source.kind(), ExitCode::Io)

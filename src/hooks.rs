@@ -4,6 +4,13 @@
 //! file named by `MAI_PROVISION_TEST_PAUSE_FILE`, and sleeps (waking for
 //! signals). Compiled into debug builds and the `test-hooks` feature only;
 //! a release binary ignores these variables.
+//!
+//! The steps, in the order a run reaches them: `locked`,
+//! `temp-created:.webui_secret_key`, `secret-stored`, `temp-created:<env
+//! file name>`, `env-prepared`, `transaction-open`, `schema-created`,
+//! `before-commit`, `database-committed`, `temp-created:<env file
+//! name>.backup`, `backup-written`, `env-committed`. A step is reached only
+//! when the run does that work (no `schema-created` without CREATE_SCHEMA).
 
 use crate::signals::Interrupted;
 

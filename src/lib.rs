@@ -113,13 +113,17 @@ fn wait_for_schema(config: &Config, timeout: Duration) -> Result<(), Error> {
 }
 
 /// The database lock serialises replicas on the shared volume; the `.env`
-/// lock also covers env-only runs writing the same file.
+/// lock also covers env-only runs writing the same file. LOCK_TIMEOUT
+/// bounds the wait for both together: one deadline, not one per lock, so
+/// that two holders in turn cannot double it.
 fn take_locks(
     config: &Config,
     env_file: &Path,
     database: Option<FileState>,
     dry_run: bool,
 ) -> Result<Vec<Lock>, Error> {
+    let started = Instant::now();
+    let deadline = started + config.lock_timeout;
     let mut locks = Vec::new();
     let database_dir = config.database_dir();
     let dir_exists = !matches!(database, Some(FileState::Missing { dir_exists: false }));
@@ -130,14 +134,16 @@ fn take_locks(
         })?;
     }
     if database.is_some() && database_dir.is_dir() {
-        locks.push(lock::acquire(
+        locks.push(lock::acquire_within(
             &database_dir.join(LOCK_FILE_NAME),
-            config.lock_timeout,
+            started,
+            deadline,
         )?);
     }
-    locks.push(lock::acquire(
+    locks.push(lock::acquire_within(
         &env_lock_path(env_file),
-        config.lock_timeout,
+        started,
+        deadline,
     )?);
     Ok(locks)
 }

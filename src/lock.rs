@@ -46,8 +46,14 @@ pub enum LockError {
 }
 
 pub fn acquire(path: &Path, timeout: Duration) -> Result<Lock, LockError> {
-    let file = open(path)?;
     let started = Instant::now();
+    acquire_within(path, started, started + timeout)
+}
+
+/// `acquire` for one of several locks taken under one timeout: the wait
+/// began at `started` and ends at `deadline`, whatever earlier locks took.
+pub fn acquire_within(path: &Path, started: Instant, deadline: Instant) -> Result<Lock, LockError> {
+    let file = open(path)?;
     let mut backoff = FIRST_BACKOFF;
     let mut rng = jitter_source();
     loop {
@@ -59,7 +65,16 @@ pub fn acquire(path: &Path, timeout: Duration) -> Result<Lock, LockError> {
                     path: path.to_owned(),
                 });
             }
-            Err(e) if e.kind() == fs2::lock_contended_error().kind() => {}
+            Err(e) if e.kind() == fs2::lock_contended_error().kind() => {
+                if backoff == FIRST_BACKOFF {
+                    // Once per wait: replicas starting together say why they pause.
+                    tracing::info!(
+                        path = %path.display(),
+                        "another run holds the lock; waiting up to {:.1} s",
+                        deadline.saturating_duration_since(Instant::now()).as_secs_f64()
+                    );
+                }
+            }
             Err(source) => {
                 return Err(LockError::Open {
                     path: path.to_owned(),
@@ -67,15 +82,15 @@ pub fn acquire(path: &Path, timeout: Duration) -> Result<Lock, LockError> {
                 });
             }
         }
-        let waited = started.elapsed();
-        if waited >= timeout {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
             return Err(LockError::Timeout {
                 path: path.to_owned(),
-                waited,
+                waited: started.elapsed(),
             });
         }
         let jittered = backoff.mul_f64(rng.random_range(0.5..1.5));
-        signals::sleep(jittered.min(timeout - waited))?;
+        signals::sleep(jittered.min(left))?;
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
@@ -122,6 +137,20 @@ mod tests {
         assert!(started.elapsed() >= Duration::from_millis(200));
         drop(held);
         assert!(acquire(&path, Duration::ZERO).is_ok());
+    }
+
+    #[test]
+    fn a_passed_deadline_still_takes_a_free_lock_and_reports_the_whole_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.lock");
+        let started = Instant::now().checked_sub(Duration::from_secs(5)).unwrap();
+        let held = acquire_within(&path, started, started).unwrap();
+        let err = acquire_within(&path, started, started).unwrap_err();
+        match err {
+            LockError::Timeout { waited, .. } => assert!(waited >= Duration::from_secs(5)),
+            other => panic!("{other}"),
+        }
+        drop(held);
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub use schema::{
 pub use upsert::{RowWrite, UPDATABLE_COLUMNS, write_row};
 pub use verify::{Expected, VerifyError, verify};
 
-use crate::signals::Interrupted;
+use crate::signals::{self, Interrupted};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -96,11 +96,17 @@ impl DbError {
         path: &std::path::Path,
         doing: &'static str,
     ) -> impl FnOnce(rusqlite::Error) -> Self {
-        move |source| match sqlite_code(&source) {
-            Some(rusqlite::ErrorCode::NotADatabase) => Self::NotADatabase {
+        use rusqlite::ErrorCode as C;
+        move |source| match (sqlite_code(&source), signals::received()) {
+            // Our busy handler gives up at once on SIGTERM/SIGINT, so a busy
+            // error after one is the stop request, not a timeout.
+            (Some(C::DatabaseBusy | C::DatabaseLocked), Some(signal)) => {
+                Self::Interrupted(Interrupted { signal })
+            }
+            (Some(C::NotADatabase), _) => Self::NotADatabase {
                 path: path.to_owned(),
             },
-            Some(rusqlite::ErrorCode::DatabaseCorrupt) => Self::Corrupt {
+            (Some(C::DatabaseCorrupt), _) => Self::Corrupt {
                 path: path.to_owned(),
                 detail: source.to_string(),
             },

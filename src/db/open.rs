@@ -147,6 +147,10 @@ fn busy_handler(timeout: Duration) -> impl FnMut(i32) -> bool + Send + 'static {
     move |attempt| {
         if attempt == 0 {
             started = Instant::now();
+            tracing::debug!(
+                "another connection is using the database; waiting up to {:.1} s",
+                timeout.as_secs_f64()
+            );
         }
         if signals::received().is_some() || started.elapsed() >= timeout {
             return false;

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 use tempfile::{Builder, NamedTempFile};
 
+use crate::signals::Interrupted;
+
 /// Every temp file of ours ends so, which is how leftovers are recognised.
 const TEMP_SUFFIX: &str = ".mai-provision.tmp";
 /// An existing file larger than this is not a `.env`; refuse to load it.
@@ -46,6 +48,8 @@ pub enum OutputError {
     Write { path: PathBuf, source: io::Error },
     #[error("{} appeared while this run was writing it. Run again.", path.display())]
     AppearedMeanwhile { path: PathBuf },
+    #[error(transparent)]
+    Interrupted(#[from] Interrupted),
 }
 
 impl OutputError {
@@ -163,6 +167,10 @@ impl PreparedFile {
                 dir: dir.to_owned(),
                 source,
             })?;
+        // A pause point for the file-mode tests: the temp file exists, still
+        // empty, with at most the final mode (the umask can only narrow it).
+        // A stop request here drops `temp`, which removes it.
+        crate::hooks::checkpoint(&format!("temp-created:{name}"))?;
         // The umask may have narrowed the mode at creation; set it exactly.
         let written = temp
             .as_file()

@@ -498,3 +498,12 @@ pub fn without_dac_override(cmd: Command, locked: &str) -> Option<Command> {
     }
     Some(wrapped)
 }
+
+// ---------------------------------------------------------------------------
+// Reliability suites (concurrency, crash, signals, file modes): their helpers
+// live in tests/common/reliability.rs. Keep other suites' additions outside
+// this block.
+mod reliability;
+#[allow(unused_imports)]
+pub use reliability::*;
+// ---------------------------------------------------------------------------
