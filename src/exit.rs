@@ -128,6 +128,7 @@ fn for_db(error: &DbError) -> ExitCode {
         DbError::Required { .. } => ExitCode::NoInput,
         DbError::DataDirNotDirectory { .. } => ExitCode::Config,
         DbError::IsDirectory { .. }
+        | DbError::UnfollowableLink { .. }
         | DbError::NotADatabase { .. }
         | DbError::Corrupt { .. }
         | DbError::MissingTables { .. }

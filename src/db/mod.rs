@@ -32,6 +32,15 @@ pub enum DbError {
     DataDirNotDirectory { path: PathBuf },
     #[error("the database path {} is a directory, not a file. Point DATA_DIR or DATABASE_URL at the database file's folder.", path.display())]
     IsDirectory { path: PathBuf },
+    #[error(
+        "the database path {} is a symbolic link that cannot be followed ({source}), so it is not a database file. \
+         Point DATA_DIR or DATABASE_URL at the real database file, or fix the link; it was left as it was.",
+        path.display()
+    )]
+    UnfollowableLink {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{} is not a SQLite database (or is encrypted). Check DATA_DIR/DATABASE_URL; the file was left as it was.", path.display())]
     NotADatabase { path: PathBuf },
     #[error("the database {} is corrupt ({detail}). Restore it from a backup; the file was left as it was.", path.display())]

@@ -55,11 +55,21 @@ pub fn probe(path: &Path) -> Result<FileState, DbError> {
         Err(e) if e.kind() == io::ErrorKind::NotADirectory => Err(DbError::DataDirNotDirectory {
             path: dir.to_owned(),
         }),
+        // A link that loops (or is otherwise unresolvable) names no file;
+        // said plainly, it is a layout mistake, not a passing I/O failure.
+        Err(source) if is_link(path) => Err(DbError::UnfollowableLink {
+            path: path.to_owned(),
+            source,
+        }),
         Err(source) => Err(DbError::Stat {
             path: path.to_owned(),
             source,
         }),
     }
+}
+
+fn is_link(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
