@@ -35,6 +35,14 @@ pub enum Error {
         path.display()
     )]
     SecretKeyHome { path: PathBuf },
+    /// A key read from the `.env` or from the store that cannot be used:
+    /// not text, or not writable back so that every reader agrees.
+    #[error(
+        "{}, where WEBUI_SECRET_KEY is kept, {problem}. Set WEBUI_SECRET_KEY (or WEBUI_SECRET_KEY_FILE) to the key \
+         to keep (the same key keeps users signed in), or correct the file; nothing was changed.",
+        path.display()
+    )]
+    SecretKeyUnusable { path: PathBuf, problem: String },
     #[error("cannot read {}: {source}", path.display())]
     SecretKeyRead {
         path: PathBuf,

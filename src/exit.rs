@@ -110,6 +110,7 @@ pub fn for_error(error: &Error) -> ExitCode {
         Error::Verify(_) | Error::Render(_) => ExitCode::Internal,
         Error::SecretKeyHome { .. } => ExitCode::CannotCreate,
         Error::SecretKeyRead { source, .. } => for_io(source.kind(), ExitCode::Io),
+        Error::SecretKeyUnusable { .. } => ExitCode::DataError,
         Error::Random(_) => ExitCode::Io,
         Error::SchemaWait { .. } => ExitCode::TempFail,
     }

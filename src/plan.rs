@@ -149,7 +149,7 @@ pub fn build(
     )?;
     let database = plan_database(config, &id, &world.database, now)?;
     let secret_key = plan_secret_key(config, world, &existing, new_secret)?;
-    let env = plan_env(config, &id, &secret_key.value, world, &existing)?;
+    let env = plan_env(config, &id, &secret_key, world, &existing)?;
     let warnings = warnings(config, &id, &world.database, &database);
     Ok(Plan {
         mode,
@@ -231,12 +231,12 @@ pub fn managed_keys(config: &Config, id: &OrgId, secret_key: &Secret) -> Vec<Man
 fn plan_env(
     config: &Config,
     id: &OrgId,
-    secret_key: &Secret,
+    secret_key: &SecretKeyPlan,
     world: &World,
     existing: &Document,
 ) -> Result<EnvPlan, Error> {
-    let merged =
-        envfile::merge(existing, &managed_keys(config, id, secret_key)).map_err(Error::Render)?;
+    let merged = envfile::merge(existing, &managed_keys(config, id, &secret_key.value))
+        .map_err(|problem| render_failure(problem, config, secret_key, world))?;
     let same_mode = world
         .env_mode
         .is_none_or(|mode| mode == config.env_file_mode);
@@ -247,6 +247,30 @@ fn plan_env(
         new_text: (!unchanged).then_some(merged.text),
         old_text: world.env_text.clone(),
     })
+}
+
+/// Every configured value was rendered when the configuration was read, so
+/// a value that fails now is a secret key read from a file: the `.env`
+/// itself or the store on the volume. Whoever can write there must not get
+/// a line of their choosing into the `.env`; the run is refused.
+fn render_failure(
+    problem: envfile::RenderError,
+    config: &Config,
+    secret_key: &SecretKeyPlan,
+    world: &World,
+) -> Error {
+    let path = match secret_key.source {
+        SecretKeySource::EnvFile => world.env_file.clone(),
+        SecretKeySource::Stored => config.secret_key_store(),
+        SecretKeySource::Configured | SecretKeySource::Generated => return Error::Render(problem),
+    };
+    match envfile::render_value(secret_key.value.expose()) {
+        Err(problem) => Error::SecretKeyUnusable {
+            path,
+            problem: format!("{problem}, so it cannot be written to the .env"),
+        },
+        Ok(_) => Error::Render(problem),
+    }
 }
 
 pub fn plan_database(
