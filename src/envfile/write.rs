@@ -42,7 +42,7 @@ pub enum OutputError {
     Read { path: PathBuf, source: io::Error },
     #[error("cannot create a file in {}: {source}. Check that the directory is writable by this user.", dir.display())]
     Create { dir: PathBuf, source: io::Error },
-    #[error("cannot write {}: {source}", path.display())]
+    #[error("cannot write {}: {source}{}", path.display(), write_advice(source))]
     Write { path: PathBuf, source: io::Error },
     #[error("{} appeared while this run was writing it. Run again.", path.display())]
     AppearedMeanwhile { path: PathBuf },
@@ -57,6 +57,15 @@ impl OutputError {
             | Self::Write { source, .. } => Some(source.kind()),
             _ => None,
         }
+    }
+}
+
+/// What to do about a failed write; a full disk is the one an operator
+/// most often meets, and the one whose fix is not obvious from errno text.
+fn write_advice(source: &io::Error) -> &'static str {
+    match source.kind() {
+        io::ErrorKind::StorageFull => ". Free space on that file system and run again",
+        _ => "",
     }
 }
 
@@ -169,8 +178,10 @@ impl PreparedFile {
             .set_permissions(Permissions::from_mode(mode))
             .and_then(|()| temp.write_all(content))
             .and_then(|()| temp.as_file().sync_all());
+        // Name the file being replaced: the temp file is gone once dropped,
+        // and the error from tempfile names it already.
         written.map_err(|source| OutputError::Write {
-            path: temp.path().to_owned(),
+            path: target.to_owned(),
             source,
         })?;
         Ok(Self {
