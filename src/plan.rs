@@ -284,6 +284,7 @@ pub fn plan_database(
         DatabaseState::Missing { .. } | DatabaseState::Empty if config.require_database => {
             Err(db::DbError::Required {
                 path: config.database_path.clone(),
+                empty: matches!(state, DatabaseState::Empty),
             }
             .into())
         }

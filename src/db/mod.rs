@@ -23,11 +23,16 @@ use crate::signals::Interrupted;
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     #[error(
-        "the database {} does not exist yet and REQUIRE_DATABASE=true. Start the application once so that it creates \
+        "the database {} {} and REQUIRE_DATABASE=true. Start the application once so that it creates \
          its schema, check that the data volume is mounted at DATA_DIR, or unset REQUIRE_DATABASE.",
-        path.display()
+        path.display(),
+        if *empty { "has no tables yet" } else { "does not exist yet" }
     )]
-    Required { path: PathBuf },
+    Required {
+        path: PathBuf,
+        /// The file exists but is empty (zero bytes, or no tables).
+        empty: bool,
+    },
     #[error("DATA_DIR {} is not a directory. Point DATA_DIR at the application's data volume.", path.display())]
     DataDirNotDirectory { path: PathBuf },
     #[error("the database path {} is a directory, not a file. Point DATA_DIR or DATABASE_URL at the database file's folder.", path.display())]
