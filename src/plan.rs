@@ -476,14 +476,15 @@ fn warnings(
             let others: Vec<String> = snapshot
                 .other_active
                 .iter()
-                .map(|o| format!("{} ({:?})", o.id, o.name))
+                // Escaped: these come from the database, which may hold anything.
+                .map(|o| format!("{} ({:?})", o.id.escape_debug(), o.name))
                 .collect();
             let first = snapshot
                 .first_active
                 .as_deref()
                 .filter(|first| *first != id.value);
             let shown = match first {
-                Some(first) => format!("; it shows {first}, not {}", id.value),
+                Some(first) => format!("; it shows {}, not {}", first.escape_debug(), id.value),
                 None => String::new(),
             };
             out.push(format!(
