@@ -100,6 +100,9 @@ fn stored_secret_error(config: &Config, error: envfile::OutputError) -> Error {
         }
         E::Read { path, source } => Error::SecretKeyRead { path, source },
         E::IsDirectory { path } => unusable(path, "is a directory, not a file"),
+        E::NotRegularFile { path } => {
+            unusable(path, "is not a regular file (a pipe, socket or device)")
+        }
         E::NotUtf8 { path } => unusable(path, "is not UTF-8 text"),
         E::TooLarge { path } => unusable(path, "is far larger than any key"),
         other => other.into(),

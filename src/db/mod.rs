@@ -38,6 +38,12 @@ pub enum DbError {
     #[error("the database path {} is a directory, not a file. Point DATA_DIR or DATABASE_URL at the database file's folder.", path.display())]
     IsDirectory { path: PathBuf },
     #[error(
+        "the database path {} is not a regular file (a pipe, socket or device), so it is not a database. \
+         Point DATA_DIR or DATABASE_URL at the database file; it was left as it was.",
+        path.display()
+    )]
+    NotRegularFile { path: PathBuf },
+    #[error(
         "the database path {} is a symbolic link that cannot be followed ({source}), so it is not a database file. \
          Point DATA_DIR or DATABASE_URL at the real database file, or fix the link; it was left as it was.",
         path.display()

@@ -33,6 +33,11 @@ pub fn probe(path: &Path) -> Result<FileState, DbError> {
         Ok(meta) if meta.is_dir() => Err(DbError::IsDirectory {
             path: path.to_owned(),
         }),
+        // SQLite would read a device as an empty database (a first boot, as
+        // far as it can tell) and block on a pipe.
+        Ok(meta) if !meta.is_file() => Err(DbError::NotRegularFile {
+            path: path.to_owned(),
+        }),
         Ok(_) => Ok(FileState::Present),
         Err(e) if e.kind() == io::ErrorKind::NotFound => match fs::metadata(dir) {
             Ok(meta) if meta.is_dir() => Ok(FileState::Missing { dir_exists: true }),
