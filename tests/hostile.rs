@@ -17,7 +17,7 @@ use std::io::{ErrorKind, Write as _};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -93,7 +93,7 @@ impl Untouched {
 #[track_caller]
 fn refused_by(sandbox: &Sandbox, mut cmd: Command, case: &str, code: i32, needles: &[&str]) -> Run {
     let before = Untouched::record(sandbox);
-    let run = Run::from(cmd.output().expect("run binary"));
+    let run = Run::from(output_within(&mut cmd, HANG).expect("run binary"));
     assert_eq!(
         run.code, code,
         "{case}: exit code\nstdout:\n{}\nstderr:\n{}",
@@ -104,6 +104,70 @@ fn refused_by(sandbox: &Sandbox, mut cmd: Command, case: &str, code: i32, needle
     // Shown with --nocapture: the matrix's messages, for a human to judge.
     println!("[{case}] exit {code}: {}", run.stderr.trim());
     run
+}
+
+/// Longer than any refusal takes, LOCK_TIMEOUT included.
+const HANG: Duration = Duration::from_secs(60);
+
+/// The run's output; a run that outlives `limit` is killed and fails the
+/// test, so that a hang (a pipe opened for reading, a device read to its
+/// end) fails instead of stalling the suite.
+fn output_within(cmd: &mut Command, limit: Duration) -> std::io::Result<Output> {
+    let dir = tempfile::tempdir()?;
+    let (out, err) = (dir.path().join("out"), dir.path().join("err"));
+    cmd.stdin(Stdio::null())
+        .stdout(fs::File::create(&out)?)
+        .stderr(fs::File::create(&err)?);
+    let mut child = cmd.spawn()?;
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the run still ran after {limit:?}, killed: {:?} {:?}\nstderr so far:\n{}",
+                cmd.get_program(),
+                cmd.get_args().collect::<Vec<_>>(),
+                fs::read_to_string(&err).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    Ok(Output {
+        status,
+        stdout: fs::read(out)?,
+        stderr: fs::read(err)?,
+    })
+}
+
+/// A named pipe at `path`.
+fn mkfifo(path: &Path) {
+    let made = Command::new("mkfifo").arg(path).status().expect("mkfifo");
+    assert!(made.success(), "mkfifo {}", path.display());
+}
+
+/// A character device like /dev/null at `path`; `false`, after a loud
+/// skip, where this user may not make device nodes.
+fn mknod_null(path: &Path, check: &str) -> bool {
+    let made = Command::new("mknod")
+        .arg(path)
+        .args(["c", "1", "3"])
+        .output();
+    match made {
+        Ok(out) if out.status.success() => true,
+        other => {
+            skip(
+                check,
+                &format!(
+                    "cannot make a device node here (mknod gave {other:?}); run as root to check it"
+                ),
+            );
+            false
+        }
+    }
 }
 
 /// A `--production` run of `deployment()`, with `setup` adding or removing
@@ -627,6 +691,29 @@ fn stored_secret_key_that_is_no_key_file_is_refused() {
         );
         assert_absent(&run, "ENV_FILE");
     }
+    // A pipe would block the read for good. It lives outside the sandbox,
+    // whose snapshot reads every file, so DATA_DIR points there.
+    let outside = tempfile::tempdir().unwrap();
+    let fifo = outside.path().join(".webui_secret_key");
+    mkfifo(&fifo);
+    refused(
+        "a pipe",
+        |_, cmd| {
+            cmd.env_remove("WEBUI_SECRET_KEY")
+                .env("DATA_DIR", outside.path())
+                .env(
+                    "DATABASE_URL",
+                    format!("sqlite:///{}", outside.path().join("webui.db").display()),
+                );
+        },
+        DATA,
+        &[
+            ".webui_secret_key",
+            "is not a regular file (a pipe",
+            "Set WEBUI_SECRET_KEY",
+        ],
+    );
+    assert!(!fs::metadata(&fifo).unwrap().is_file());
 }
 
 /// Text the job quotes back from the files it reads (an id in the `.env`,
@@ -1066,6 +1153,40 @@ fn database_symlink_loop_is_refused() {
     );
 }
 
+/// SQLite reads a device as an empty database (a first boot, as far as it
+/// can tell) and blocks on a pipe; neither is a database. Both live outside
+/// the sandbox, whose snapshot reads every file.
+#[test]
+fn database_that_is_a_pipe_or_a_device_is_refused() {
+    let outside = tempfile::tempdir().unwrap();
+    let fifo = outside.path().join("fifo.db");
+    mkfifo(&fifo);
+    let null = outside.path().join("null.db");
+    let mut paths = vec![fifo];
+    if mknod_null(&null, "a database that is a device") {
+        paths.push(null);
+    }
+    let sandbox = deployment();
+    for path in paths {
+        let mut cmd = sandbox.command();
+        cmd.args(["--production"])
+            .env("DATABASE_URL", format!("sqlite:///{}", path.display()))
+            .env("CREATE_SCHEMA", "true");
+        refused_by(
+            &sandbox,
+            cmd,
+            &path.display().to_string(),
+            DATA,
+            &[
+                &path.display().to_string(),
+                "is not a regular file (a pipe, socket or device)",
+                "Point DATA_DIR or DATABASE_URL at the database file",
+            ],
+        );
+        assert!(!fs::metadata(&path).unwrap().is_file());
+    }
+}
+
 #[test]
 fn read_only_database_file_is_refused() {
     let sandbox = deployment();
@@ -1248,6 +1369,42 @@ fn env_file_that_is_a_directory_is_refused() {
             "Point ENV_FILE at a file inside it",
         ],
     );
+}
+
+/// A pipe would block the job for good (not even SIGTERM ends an open()
+/// of a pipe without a writer); a rename over a device node would replace
+/// it, and as root that could be /dev/null itself.
+#[test]
+fn env_file_that_is_a_pipe_or_a_device_is_refused() {
+    // Outside the sandbox, whose snapshot reads every file (and would
+    // block on the pipe itself).
+    let outside = tempfile::tempdir().unwrap();
+    let fifo = outside.path().join("fifo.env");
+    mkfifo(&fifo);
+    let null = outside.path().join("null");
+    let mut paths = vec![fifo];
+    if mknod_null(&null, "ENV_FILE that is a device") {
+        paths.push(null);
+    }
+    let sandbox = deployment();
+    for path in paths {
+        let mut cmd = sandbox.command();
+        cmd.arg("--production").env("ENV_FILE", &path);
+        refused_by(
+            &sandbox,
+            cmd,
+            &path.display().to_string(),
+            CANNOT_CREATE,
+            &[
+                &path.display().to_string(),
+                "is not a regular file (a pipe, socket or device)",
+                "point ENV_FILE at a regular file",
+            ],
+        );
+        assert!(!fs::metadata(&path).unwrap().is_file());
+        let names: Vec<_> = fs::read_dir(outside.path()).unwrap().collect();
+        assert!(names.len() <= 2, "files were added beside it: {names:?}");
+    }
 }
 
 /// The chosen behaviour (README, The .env): a link that leaves its folder
