@@ -35,17 +35,19 @@ pub enum Error {
         path.display()
     )]
     SecretKeyHome { path: PathBuf },
+    /// A key read from the `.env` or from the store that cannot be used:
+    /// not text, or not writable back so that every reader agrees.
+    #[error(
+        "{}, where WEBUI_SECRET_KEY is kept, {problem}. Set WEBUI_SECRET_KEY (or WEBUI_SECRET_KEY_FILE) to the key \
+         to keep (the same key keeps users signed in), or correct the file; nothing was changed.",
+        path.display()
+    )]
+    SecretKeyUnusable { path: PathBuf, problem: String },
     #[error("cannot read {}: {source}", path.display())]
     SecretKeyRead {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error(
-        "the stored WEBUI_SECRET_KEY file {} cannot be used: it {problem}. Fix or remove the file \
-         (a new key is then generated, which signs everyone out), or set WEBUI_SECRET_KEY.",
-        path.display()
-    )]
-    SecretKeyUnusable { path: PathBuf, problem: String },
     #[error(
         "waited {:.0} s for the application to create its schema in {}, but {last}. \
          Check that the application started and uses the same data volume, or wait longer (--wait-for-database=SECONDS).",

@@ -129,6 +129,8 @@ fn for_db(error: &DbError) -> ExitCode {
         DbError::Required { .. } => ExitCode::NoInput,
         DbError::DataDirNotDirectory { .. } => ExitCode::Config,
         DbError::IsDirectory { .. }
+        | DbError::UnfollowableLink { .. }
+        | DbError::NotRegularFile { .. }
         | DbError::NotADatabase { .. }
         | DbError::Corrupt { .. }
         | DbError::MissingTables { .. }
@@ -162,7 +164,8 @@ fn for_output(error: &OutputError) -> ExitCode {
         OutputError::DirectoryMissing { .. }
         | OutputError::IsDirectory { .. }
         | OutputError::LinkLeavesFolder { .. }
-        | OutputError::DanglingLink { .. } => ExitCode::CannotCreate,
+        | OutputError::DanglingLink { .. }
+        | OutputError::NotRegularFile { .. } => ExitCode::CannotCreate,
         OutputError::NotUtf8 { .. } | OutputError::TooLarge { .. } => ExitCode::DataError,
         OutputError::AppearedMeanwhile { .. } => ExitCode::TempFail,
         OutputError::Interrupted(i) => for_signal(i.signal),

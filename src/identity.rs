@@ -57,11 +57,14 @@ pub fn derive(name: &str) -> String {
 
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
+    // The ids found in files are shown escaped: a hostile `.env` or row
+    // must not forge a log line or send escape sequences to a terminal.
     #[error(
-        "{} links this deployment to organization id {existing}, but ORGANIZATION_NAME={name:?} gives {resolved}. \
-         If the organization was renamed, keep its usage history by setting OPENROUTER_EXTERNAL_USER={existing}; \
+        "{} links this deployment to organization id {found}, but ORGANIZATION_NAME={name:?} gives {resolved}. \
+         If the organization was renamed, keep its usage history by setting OPENROUTER_EXTERNAL_USER={found}; \
          to really start a new organization id, set OPENROUTER_EXTERNAL_USER={resolved}.",
-        env_file.display()
+        env_file.display(),
+        found = existing.escape_debug()
     )]
     EnvHoldsOtherId {
         env_file: PathBuf,
@@ -80,9 +83,10 @@ pub enum IdentityError {
         name: String,
     },
     #[error(
-        "the OpenRouter key is already used by organization {other_name:?} (id {other_id}); \
+        "the OpenRouter key is already used by organization {other_name:?} (id {other}); \
          each organization needs its own key. Nothing was changed. \
-         Give this organization its own key, or set OPENROUTER_EXTERNAL_USER={other_id} if this is that organization."
+         Give this organization its own key, or set OPENROUTER_EXTERNAL_USER={other} if this is that organization.",
+        other = other_id.escape_debug()
     )]
     KeyBelongsToOther {
         other_id: String,

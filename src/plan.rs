@@ -149,7 +149,7 @@ pub fn build(
     )?;
     let database = plan_database(config, &id, &world.database, now)?;
     let secret_key = plan_secret_key(config, world, &existing, new_secret)?;
-    let env = plan_env(config, &id, &secret_key.value, world, &existing)?;
+    let env = plan_env(config, &id, &secret_key, world, &existing)?;
     let warnings = warnings(config, &id, &world.database, &database);
     Ok(Plan {
         mode,
@@ -179,11 +179,6 @@ fn plan_secret_key(
         return Ok(found(SecretKeySource::EnvFile, Secret::new(key)));
     }
     if let Some(key) = &world.stored_secret {
-        // Written by hand, perhaps: it must fit in the .env like any value.
-        envfile::render_value(key.expose()).map_err(|problem| Error::SecretKeyUnusable {
-            path: config.secret_key_store(),
-            problem: problem.to_string(),
-        })?;
         return Ok(found(SecretKeySource::Stored, key.clone()));
     }
     let store = config.secret_key_store();
@@ -236,12 +231,12 @@ pub fn managed_keys(config: &Config, id: &OrgId, secret_key: &Secret) -> Vec<Man
 fn plan_env(
     config: &Config,
     id: &OrgId,
-    secret_key: &Secret,
+    secret_key: &SecretKeyPlan,
     world: &World,
     existing: &Document,
 ) -> Result<EnvPlan, Error> {
-    let merged =
-        envfile::merge(existing, &managed_keys(config, id, secret_key)).map_err(Error::Render)?;
+    let merged = envfile::merge(existing, &managed_keys(config, id, &secret_key.value))
+        .map_err(|problem| render_failure(problem, config, secret_key, world))?;
     let same_mode = world
         .env_mode
         .is_none_or(|mode| mode == config.env_file_mode);
@@ -252,6 +247,30 @@ fn plan_env(
         new_text: (!unchanged).then_some(merged.text),
         old_text: world.env_text.clone(),
     })
+}
+
+/// Every configured value was rendered when the configuration was read, so
+/// a value that fails now is a secret key read from a file: the `.env`
+/// itself or the store on the volume. Whoever can write there must not get
+/// a line of their choosing into the `.env`; the run is refused.
+fn render_failure(
+    problem: envfile::RenderError,
+    config: &Config,
+    secret_key: &SecretKeyPlan,
+    world: &World,
+) -> Error {
+    let path = match secret_key.source {
+        SecretKeySource::EnvFile => world.env_file.clone(),
+        SecretKeySource::Stored => config.secret_key_store(),
+        SecretKeySource::Configured | SecretKeySource::Generated => return Error::Render(problem),
+    };
+    match envfile::render_value(secret_key.value.expose()) {
+        Err(problem) => Error::SecretKeyUnusable {
+            path,
+            problem: format!("{problem}, so it cannot be written to the .env"),
+        },
+        Ok(_) => Error::Render(problem),
+    }
 }
 
 pub fn plan_database(
@@ -265,6 +284,7 @@ pub fn plan_database(
         DatabaseState::Missing { .. } | DatabaseState::Empty if config.require_database => {
             Err(db::DbError::Required {
                 path: config.database_path.clone(),
+                empty: matches!(state, DatabaseState::Empty),
             }
             .into())
         }
@@ -442,14 +462,15 @@ fn warnings(
             let others: Vec<String> = snapshot
                 .other_active
                 .iter()
-                .map(|o| format!("{} ({:?})", o.id, o.name))
+                // Escaped: these come from the database, which may hold anything.
+                .map(|o| format!("{} ({:?})", o.id.escape_debug(), o.name))
                 .collect();
             let first = snapshot
                 .first_active
                 .as_deref()
                 .filter(|first| *first != id.value);
             let shown = match first {
-                Some(first) => format!("; it shows {first}, not {}", id.value),
+                Some(first) => format!("; it shows {}, not {}", first.escape_debug(), id.value),
                 None => String::new(),
             };
             out.push(format!(

@@ -30,7 +30,7 @@ pub fn read(
 ) -> Result<Reading, Error> {
     let env_text = envfile::read_existing(&env_file)?;
     let env_mode = env_text.as_ref().and_then(|_| permission_bits(&env_file));
-    let stored_secret = read_stored_secret(&config.secret_key_store())?;
+    let stored_secret = read_stored_secret(config)?;
     let (database, connection) = match (mode, database_file) {
         (Mode::Env, _) | (_, None) => (DatabaseState::NotInMode, None),
         (_, Some(FileState::Missing { dir_exists })) => {
@@ -74,23 +74,39 @@ fn read_database(
     Ok((state, conn))
 }
 
-fn read_stored_secret(path: &Path) -> Result<Option<Secret>, Error> {
-    let text = envfile::read_existing(path).map_err(|e| match e {
-        envfile::OutputError::Read { path, source } => Error::SecretKeyRead { path, source },
-        other => Error::SecretKeyUnusable {
-            path: path.to_owned(),
-            problem: match other {
-                envfile::OutputError::IsDirectory { .. } => "is a directory, not a file".to_owned(),
-                envfile::OutputError::NotUtf8 { .. } => "is not UTF-8 text".to_owned(),
-                envfile::OutputError::TooLarge { .. } => "is far too large for a key".to_owned(),
-                other => other.to_string(),
-            },
-        },
-    })?;
+fn read_stored_secret(config: &Config) -> Result<Option<Secret>, Error> {
+    let text = envfile::read_existing(&config.secret_key_store())
+        .map_err(|e| stored_secret_error(config, e))?;
     Ok(text
         .map(|t| t.trim_end_matches(['\n', '\r']).to_owned())
         .filter(|t| !t.is_empty())
         .map(Secret::new))
+}
+
+/// The store is read with the `.env` reader; say what went wrong in terms
+/// of the store, and of DATA_DIR when that is not a directory at all.
+fn stored_secret_error(config: &Config, error: envfile::OutputError) -> Error {
+    use envfile::OutputError as E;
+    let unusable = |path: PathBuf, problem: &str| Error::SecretKeyUnusable {
+        path,
+        problem: problem.to_owned(),
+    };
+    match error {
+        E::Read { source, .. } if source.kind() == std::io::ErrorKind::NotADirectory => {
+            db::DbError::DataDirNotDirectory {
+                path: config.data_dir.clone(),
+            }
+            .into()
+        }
+        E::Read { path, source } => Error::SecretKeyRead { path, source },
+        E::IsDirectory { path } => unusable(path, "is a directory, not a file"),
+        E::NotRegularFile { path } => {
+            unusable(path, "is not a regular file (a pipe, socket or device)")
+        }
+        E::NotUtf8 { path } => unusable(path, "is not UTF-8 text"),
+        E::TooLarge { path } => unusable(path, "is far larger than any key"),
+        other => other.into(),
+    }
 }
 
 fn permission_bits(path: &Path) -> Option<u32> {

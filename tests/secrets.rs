@@ -117,8 +117,8 @@ fn an_unusable_stored_secret_key_is_a_data_error() {
     let run = Run::from(cmd.output().unwrap());
     run.expect(65).assert_mentions(&[
         ".webui_secret_key",
-        "cannot be used",
-        "set WEBUI_SECRET_KEY",
+        "cannot be written",
+        "Set WEBUI_SECRET_KEY",
     ]);
     assert!(
         !run.output().contains("$weird"),

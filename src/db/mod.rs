@@ -23,15 +23,35 @@ use crate::signals::{self, Interrupted};
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     #[error(
-        "the database {} does not exist yet and REQUIRE_DATABASE=true. Start the application once so that it creates \
+        "the database {} {} and REQUIRE_DATABASE=true. Start the application once so that it creates \
          its schema, check that the data volume is mounted at DATA_DIR, or unset REQUIRE_DATABASE.",
-        path.display()
+        path.display(),
+        if *empty { "has no tables yet" } else { "does not exist yet" }
     )]
-    Required { path: PathBuf },
+    Required {
+        path: PathBuf,
+        /// The file exists but is empty (zero bytes, or no tables).
+        empty: bool,
+    },
     #[error("DATA_DIR {} is not a directory. Point DATA_DIR at the application's data volume.", path.display())]
     DataDirNotDirectory { path: PathBuf },
     #[error("the database path {} is a directory, not a file. Point DATA_DIR or DATABASE_URL at the database file's folder.", path.display())]
     IsDirectory { path: PathBuf },
+    #[error(
+        "the database path {} is not a regular file (a pipe, socket or device), so it is not a database. \
+         Point DATA_DIR or DATABASE_URL at the database file; it was left as it was.",
+        path.display()
+    )]
+    NotRegularFile { path: PathBuf },
+    #[error(
+        "the database path {} is a symbolic link that cannot be followed ({source}), so it is not a database file. \
+         Point DATA_DIR or DATABASE_URL at the real database file, or fix the link; it was left as it was.",
+        path.display()
+    )]
+    UnfollowableLink {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{} is not a SQLite database (or is encrypted). Check DATA_DIR/DATABASE_URL; the file was left as it was.", path.display())]
     NotADatabase { path: PathBuf },
     #[error("the database {} is corrupt ({detail}). Restore it from a backup; the file was left as it was.", path.display())]

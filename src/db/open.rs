@@ -33,6 +33,11 @@ pub fn probe(path: &Path) -> Result<FileState, DbError> {
         Ok(meta) if meta.is_dir() => Err(DbError::IsDirectory {
             path: path.to_owned(),
         }),
+        // SQLite would read a device as an empty database (a first boot, as
+        // far as it can tell) and block on a pipe.
+        Ok(meta) if !meta.is_file() => Err(DbError::NotRegularFile {
+            path: path.to_owned(),
+        }),
         Ok(_) => Ok(FileState::Present),
         Err(e) if e.kind() == io::ErrorKind::NotFound => match fs::metadata(dir) {
             Ok(meta) if meta.is_dir() => Ok(FileState::Missing { dir_exists: true }),
@@ -55,11 +60,21 @@ pub fn probe(path: &Path) -> Result<FileState, DbError> {
         Err(e) if e.kind() == io::ErrorKind::NotADirectory => Err(DbError::DataDirNotDirectory {
             path: dir.to_owned(),
         }),
+        // A link that loops (or is otherwise unresolvable) names no file;
+        // said plainly, it is a layout mistake, not a passing I/O failure.
+        Err(source) if is_link(path) => Err(DbError::UnfollowableLink {
+            path: path.to_owned(),
+            source,
+        }),
         Err(source) => Err(DbError::Stat {
             path: path.to_owned(),
             source,
         }),
     }
+}
+
+fn is_link(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -36,6 +36,12 @@ pub enum OutputError {
     LinkLeavesFolder { path: PathBuf, target: PathBuf },
     #[error("{} is a symbolic link to a file that does not exist. Remove the link or point ENV_FILE at the real file.", path.display())]
     DanglingLink { path: PathBuf },
+    #[error(
+        "{} is not a regular file (a pipe, socket or device). mai-provision replaces the .env by renaming a new \
+         file over it; point ENV_FILE at a regular file. Nothing was changed.",
+        path.display()
+    )]
+    NotRegularFile { path: PathBuf },
     #[error("{} is not UTF-8 text, so it cannot be a .env the application reads. Fix or move it; nothing was changed.", path.display())]
     NotUtf8 { path: PathBuf },
     #[error("{} is larger than {MAX_EXISTING_BYTES} bytes, which no .env is. Check the path; nothing was changed.", path.display())]
@@ -44,7 +50,7 @@ pub enum OutputError {
     Read { path: PathBuf, source: io::Error },
     #[error("cannot create a file in {}: {source}. Check that the directory is writable by this user.", dir.display())]
     Create { dir: PathBuf, source: io::Error },
-    #[error("cannot write {}: {source}", path.display())]
+    #[error("cannot write {}: {source}{}", path.display(), write_advice(source))]
     Write { path: PathBuf, source: io::Error },
     #[error("{} appeared while this run was writing it. Run again.", path.display())]
     AppearedMeanwhile { path: PathBuf },
@@ -61,6 +67,15 @@ impl OutputError {
             | Self::Write { source, .. } => Some(source.kind()),
             _ => None,
         }
+    }
+}
+
+/// What to do about a failed write; a full disk is the one an operator
+/// most often meets, and the one whose fix is not obvious from errno text.
+fn write_advice(source: &io::Error) -> &'static str {
+    match source.kind() {
+        io::ErrorKind::StorageFull => ". Free space on that file system and run again",
+        _ => "",
     }
 }
 
@@ -85,9 +100,17 @@ pub fn resolve_target(path: &Path) -> Result<PathBuf, OutputError> {
                     path: path.to_owned(),
                 });
             }
+            if !target.is_file() {
+                return Err(OutputError::NotRegularFile { path: target });
+            }
             Ok(target)
         }
         Ok(meta) if meta.is_dir() => Err(OutputError::IsDirectory {
+            path: path.to_owned(),
+        }),
+        // A rename over a device node or a pipe would replace it (as root,
+        // even /dev/null); reading a pipe would block forever.
+        Ok(meta) if !meta.is_file() => Err(OutputError::NotRegularFile {
             path: path.to_owned(),
         }),
         Ok(_) => Ok(path.to_owned()),
@@ -103,6 +126,16 @@ pub fn resolve_target(path: &Path) -> Result<PathBuf, OutputError> {
 
 /// The current content, or `None` when there is no file yet.
 pub fn read_existing(path: &Path) -> Result<Option<String>, OutputError> {
+    // Look before opening: opening a pipe without a writer never returns,
+    // not even for SIGTERM, and a device never ends.
+    match fs::metadata(path) {
+        Ok(meta) if !meta.is_file() && !meta.is_dir() => {
+            return Err(OutputError::NotRegularFile {
+                path: path.to_owned(),
+            });
+        }
+        _ => {}
+    }
     let file = match File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -177,8 +210,10 @@ impl PreparedFile {
             .set_permissions(Permissions::from_mode(mode))
             .and_then(|()| temp.write_all(content))
             .and_then(|()| temp.as_file().sync_all());
+        // Name the file being replaced: the temp file is gone once dropped,
+        // and the error from tempfile names it already.
         written.map_err(|source| OutputError::Write {
-            path: temp.path().to_owned(),
+            path: target.to_owned(),
             source,
         })?;
         Ok(Self {
@@ -336,6 +371,30 @@ mod tests {
         assert!(matches!(
             resolve_target(dir.path()),
             Err(OutputError::IsDirectory { .. })
+        ));
+    }
+
+    #[test]
+    fn pipes_are_refused_without_being_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join(".env");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        assert!(matches!(
+            resolve_target(&fifo),
+            Err(OutputError::NotRegularFile { .. })
+        ));
+        assert!(matches!(
+            read_existing(&fifo),
+            Err(OutputError::NotRegularFile { .. })
+        ));
+        symlink(".env", dir.path().join("link.env")).unwrap();
+        assert!(matches!(
+            resolve_target(&dir.path().join("link.env")),
+            Err(OutputError::NotRegularFile { .. })
         ));
     }
 

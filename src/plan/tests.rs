@@ -302,3 +302,51 @@ fn model_ids_write_the_allow_list_and_removing_them_removes_it() {
     assert_eq!(removed.status, KeyStatus::Removed);
     assert!(!without.env.new_text.unwrap().contains("OPENAI_API_CONFIGS"));
 }
+
+fn config_without_secret_key() -> Config {
+    let vars: Vec<(OsString, OsString)> = vec![
+        ("ORGANIZATION_NAME".into(), "Acme".into()),
+        ("OPENROUTER_API_KEY".into(), KEY.into()),
+        ("DATA_DIR".into(), "/data".into()),
+    ];
+    config::from_vars(vars).unwrap()
+}
+
+/// A secret key read from a file that no quoting can carry is refused,
+/// naming the file; it is not an internal error.
+#[test]
+fn an_unwritable_secret_key_from_a_file_names_the_file() {
+    let config = config_without_secret_key();
+    let id = || OrgId::resolve(None, "Acme");
+    let unusable_at = |err: &Error| match err {
+        Error::SecretKeyUnusable { path, .. } => Some(path.clone()),
+        _ => None,
+    };
+
+    let mut stored = world(None, DatabaseState::NotInMode);
+    stored.stored_secret = Some(Secret::new("abc\nOPENROUTER_HOST=https://evil.example"));
+    let err = build(&config, Mode::Env, id(), &stored, NOW, no_secret).unwrap_err();
+    assert_eq!(
+        unusable_at(&err),
+        Some(PathBuf::from("/data/.webui_secret_key")),
+        "{err}"
+    );
+
+    // From the .env, a line that already holds the value is kept as it is...
+    let kept = world(
+        Some("WEBUI_SECRET_KEY=\"a\\nb\"\n"),
+        DatabaseState::NotInMode,
+    );
+    assert!(build(&config, Mode::Env, id(), &kept, NOW, no_secret).is_ok());
+    // ...but another line cannot be rewritten to it.
+    let twice = world(
+        Some("WEBUI_SECRET_KEY=x\nWEBUI_SECRET_KEY=\"a\\nb\"\n"),
+        DatabaseState::NotInMode,
+    );
+    let err = build(&config, Mode::Env, id(), &twice, NOW, no_secret).unwrap_err();
+    assert_eq!(
+        unusable_at(&err),
+        Some(PathBuf::from("/shared/.env")),
+        "{err}"
+    );
+}

@@ -1,0 +1,1557 @@
+//! The hostile input matrix: every input an attacker, a typo or a broken
+//! volume can hand the job, one test each. Each asserts the documented exit
+//! code, a message that names the variable or path and says what to do, no
+//! secret in the output, and that the database and the `.env` (indeed every
+//! file of the deployment) are byte for byte as they were.
+//!
+//! Some cases also have a test in `config_rules.rs` or `database_states.rs`;
+//! they are repeated here so that the matrix is complete in one place.
+//! Cases that need privileges (mounts, dropping root's file-permission
+//! override) are skipped loudly where those are not available.
+
+mod common;
+
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::io::{ErrorKind, Write as _};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const CONFIG: i32 = 78;
+const DATA: i32 = 65;
+const NO_INPUT: i32 = 66;
+const CANNOT_CREATE: i32 = 73;
+const IO: i32 = 74;
+const TEMP_FAIL: i32 = 75;
+const NO_PERMISSION: i32 = 77;
+
+const EVIL_HOST: &str = "https://evil.example";
+
+// ------------------------------------------------------------------ helpers
+
+/// The `.env` a deployment already has. It lacks most managed keys, so any
+/// run that gets as far as writing would rewrite it (and back it up).
+fn existing_env() -> String {
+    format!("# operator's notes\nOPENROUTER_API_KEY={OTHER_KEY}\nCUSTOM_FLAG=keep\n")
+}
+
+/// A migrated database whose row holds another key (so a run would update
+/// it), and an existing `.env`: a refused run has something to spoil.
+fn deployment() -> Sandbox {
+    let sandbox = Sandbox::with_shape(Shape::Startup);
+    seed_row(&sandbox);
+    sandbox.write_env(&existing_env());
+    sandbox
+}
+
+fn seed_row(sandbox: &Sandbox) {
+    sandbox.sql(&format!(
+        "INSERT INTO client_organizations (id, name, openrouter_api_key, created_at, updated_at) \
+         VALUES ('{ACME_ID}', 'Acme', '{OTHER_KEY}', 1000, 2000)"
+    ));
+}
+
+/// What a refused run must leave alone: every file of the sandbox (bytes,
+/// mode, mtime, inode), and, spelled out, the database's and the `.env`'s
+/// bytes.
+struct Untouched {
+    files: Files,
+    env: Option<Vec<u8>>,
+    db: Option<Vec<u8>>,
+}
+
+impl Untouched {
+    fn record(sandbox: &Sandbox) -> Self {
+        Self {
+            files: sandbox.snapshot(),
+            env: fs::read(sandbox.env_path()).ok(),
+            db: fs::read(sandbox.db_path()).ok(),
+        }
+    }
+
+    #[track_caller]
+    fn check(&self, sandbox: &Sandbox, case: &str) {
+        assert!(
+            fs::read(sandbox.env_path()).ok() == self.env,
+            "{case}: the .env changed"
+        );
+        assert!(
+            fs::read(sandbox.db_path()).ok() == self.db,
+            "{case}: the database changed"
+        );
+        self.files.assert_same(&sandbox.snapshot(), case);
+    }
+}
+
+/// Run `cmd`; assert the exit code, every needle in the output, no secret,
+/// and nothing changed.
+#[track_caller]
+fn refused_by(sandbox: &Sandbox, mut cmd: Command, case: &str, code: i32, needles: &[&str]) -> Run {
+    let before = Untouched::record(sandbox);
+    let run = Run::from(output_within(&mut cmd, HANG).expect("run binary"));
+    assert_eq!(
+        run.code, code,
+        "{case}: exit code\nstdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
+    run.expect(code).assert_mentions(needles);
+    before.check(sandbox, case);
+    // Shown with --nocapture: the matrix's messages, for a human to judge.
+    println!("[{case}] exit {code}: {}", run.stderr.trim());
+    run
+}
+
+/// Longer than any refusal takes, LOCK_TIMEOUT included.
+const HANG: Duration = Duration::from_secs(60);
+
+/// The run's output; a run that outlives `limit` is killed and fails the
+/// test, so that a hang (a pipe opened for reading, a device read to its
+/// end) fails instead of stalling the suite.
+fn output_within(cmd: &mut Command, limit: Duration) -> std::io::Result<Output> {
+    let dir = tempfile::tempdir()?;
+    let (out, err) = (dir.path().join("out"), dir.path().join("err"));
+    cmd.stdin(Stdio::null())
+        .stdout(fs::File::create(&out)?)
+        .stderr(fs::File::create(&err)?);
+    let mut child = cmd.spawn()?;
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the run still ran after {limit:?}, killed: {:?} {:?}\nstderr so far:\n{}",
+                cmd.get_program(),
+                cmd.get_args().collect::<Vec<_>>(),
+                fs::read_to_string(&err).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    Ok(Output {
+        status,
+        stdout: fs::read(out)?,
+        stderr: fs::read(err)?,
+    })
+}
+
+/// A named pipe at `path`.
+fn mkfifo(path: &Path) {
+    let made = Command::new("mkfifo").arg(path).status().expect("mkfifo");
+    assert!(made.success(), "mkfifo {}", path.display());
+}
+
+/// A character device like /dev/null at `path`; `false`, after a loud
+/// skip, where this user may not make device nodes.
+fn mknod_null(path: &Path, check: &str) -> bool {
+    let made = Command::new("mknod")
+        .arg(path)
+        .args(["c", "1", "3"])
+        .output();
+    match made {
+        Ok(out) if out.status.success() => true,
+        other => {
+            skip(
+                check,
+                &format!(
+                    "cannot make a device node here (mknod gave {other:?}); run as root to check it"
+                ),
+            );
+            false
+        }
+    }
+}
+
+/// A `--production` run of `deployment()`, with `setup` adding or removing
+/// variables, refused with `code`.
+#[track_caller]
+fn refused(
+    case: &str,
+    setup: impl FnOnce(&Sandbox, &mut Command),
+    code: i32,
+    needles: &[&str],
+) -> Run {
+    let sandbox = deployment();
+    let mut cmd = sandbox.command();
+    cmd.arg("--production");
+    setup(&sandbox, &mut cmd);
+    refused_by(&sandbox, cmd, case, code, needles)
+}
+
+/// Like `refused`, with one variable set to each value in turn.
+#[track_caller]
+fn refused_values(var: &str, values: &[&str], code: i32, needles: &[&str]) {
+    for value in values {
+        let run = refused(
+            &format!("{var}={value:?}"),
+            |_, cmd| {
+                cmd.env(var, value);
+            },
+            code,
+            needles,
+        );
+        assert_no_control_characters(&run);
+    }
+}
+
+/// A refused run whose key or secret comes from a file holding `bytes`.
+#[track_caller]
+fn refused_secret_file(file_var: &str, bytes: &[u8], needles: &[&str]) -> Run {
+    let direct = file_var.trim_end_matches("_FILE");
+    refused(
+        &format!("{file_var} holding {} bytes", bytes.len()),
+        |sandbox, cmd| {
+            let path = sandbox.path().join("secret-file");
+            fs::write(&path, bytes).unwrap();
+            cmd.env_remove(direct).env(file_var, path);
+        },
+        CONFIG,
+        needles,
+    )
+}
+
+#[track_caller]
+fn assert_absent(run: &Run, text: &str) {
+    assert!(
+        !run.output().contains(text),
+        "{text:?} appears in the output:\n{}",
+        run.output()
+    );
+}
+
+/// A hostile value must not reach the terminal raw: no escape sequence, no
+/// carriage return, no forged log line.
+#[track_caller]
+fn assert_no_control_characters(run: &Run) {
+    let out = run.output();
+    assert!(
+        !out.chars().any(|c| c.is_control() && c != '\n'),
+        "a control character reached the output:\n{out:?}"
+    );
+    assert!(
+        !out.lines()
+            .any(|l| l.starts_with("OPENROUTER_") || l.starts_with("FAKE")),
+        "a forged line reached the output:\n{out}"
+    );
+}
+
+/// A mount made for one test, removed when the test ends, also when it
+/// fails: a tmpfs of a given size (a full disk on demand) or a read-only
+/// bind mount. `None`, after a loud skip, where mounting is not permitted.
+struct Mount {
+    dir: PathBuf,
+}
+
+impl Mount {
+    fn tmpfs(dir: &Path, bytes: usize, check: &str) -> Option<Self> {
+        let options = format!("size={bytes},mode=0755");
+        mount(&["-t", "tmpfs", "-o", &options, "tmpfs"], dir, check)?;
+        Some(Self {
+            dir: dir.to_owned(),
+        })
+    }
+
+    /// `dir` bound onto itself, then remounted read-only.
+    fn read_only(dir: &Path, check: &str) -> Option<Self> {
+        mount(&["--bind", dir.to_str().expect("utf-8 path")], dir, check)?;
+        // From here on the guard unmounts, also when the remount fails.
+        let bound = Self {
+            dir: dir.to_owned(),
+        };
+        mount(&["-o", "remount,ro,bind"], dir, check)?;
+        Some(bound)
+    }
+}
+
+/// `mount ARGS.. DIR`; `None` after a loud skip when it fails.
+fn mount(args: &[&str], dir: &Path, check: &str) -> Option<()> {
+    match Command::new("mount").args(args).arg(dir).output() {
+        Ok(out) if out.status.success() => Some(()),
+        other => {
+            skip(
+                check,
+                &format!(
+                    "cannot mount here (`mount {}` gave {other:?}); run the tests as root with \
+                     CAP_SYS_ADMIN to check this case",
+                    args.join(" ")
+                ),
+            );
+            None
+        }
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let done = Command::new("umount").arg(&self.dir).status();
+        if !done.is_ok_and(|s| s.success()) {
+            let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+        }
+    }
+}
+
+/// Fill the file system holding `dir` to the last byte, with a file named
+/// `filler`, and prove that not one more byte fits.
+fn fill(dir: &Path) {
+    let mut filler = fs::File::create(dir.join("filler")).expect("create filler");
+    let chunk = [b'x'; 4096];
+    while filler.write_all(&chunk).is_ok() {}
+    while filler.write_all(b"x").is_ok() {}
+    drop(filler);
+    let probe = dir.join("probe");
+    let err = fs::write(&probe, b"x").expect_err("the file system should be full");
+    assert_eq!(err.kind(), ErrorKind::StorageFull, "{err}");
+    let _ = fs::remove_file(probe);
+}
+
+/// `cmd` run with root's permission override dropped (or as it is for an
+/// ordinary user). `None` after a loud skip where that is impossible.
+fn as_unprivileged(sandbox: &Sandbox, cmd: Command) -> Option<Command> {
+    let probe = sandbox.path().join("unreadable-probe");
+    fs::write(&probe, "x").unwrap();
+    fs::set_permissions(&probe, fs::Permissions::from_mode(0o000)).unwrap();
+    let cmd = without_dac_override(cmd, probe.to_str().unwrap());
+    fs::remove_file(&probe).unwrap();
+    cmd
+}
+
+// ------------------------------------------ control characters in the name
+
+#[test]
+fn a_newline_in_the_name_is_refused() {
+    let run = refused(
+        "newline",
+        |_, cmd| {
+            cmd.env(
+                "ORGANIZATION_NAME",
+                format!("Acme\nOPENROUTER_HOST={EVIL_HOST}"),
+            );
+        },
+        CONFIG,
+        &["ORGANIZATION_NAME", "U+000A", "printable characters only"],
+    );
+    assert_absent(&run, "evil.example");
+    assert_no_control_characters(&run);
+}
+
+#[test]
+fn a_carriage_return_in_the_name_is_refused() {
+    let run = refused(
+        "carriage return",
+        |_, cmd| {
+            cmd.env("ORGANIZATION_NAME", "Acme\rFAKE log line");
+        },
+        CONFIG,
+        &["ORGANIZATION_NAME", "U+000D", "printable characters only"],
+    );
+    assert_no_control_characters(&run);
+}
+
+#[test]
+fn an_escape_sequence_in_the_name_is_refused() {
+    // ESC [ (7-bit CSI), the 8-bit CSI U+009B, and an OSC title sequence.
+    for (name, code) in [
+        ("Acme \u{1b}[2J\u{1b}[31mCorp", "U+001B"),
+        ("Acme \u{9b}31mCorp", "U+009B"),
+        ("Acme \u{1b}]0;pwned\u{7}", "U+001B"),
+    ] {
+        let run = refused(
+            &format!("{name:?}"),
+            |_, cmd| {
+                cmd.env("ORGANIZATION_NAME", name);
+            },
+            CONFIG,
+            &[
+                "ORGANIZATION_NAME",
+                code,
+                "escape sequences are not allowed",
+            ],
+        );
+        assert_no_control_characters(&run);
+    }
+}
+
+/// NUL cannot be in an environment variable at all: execve takes C strings,
+/// so the value never reaches the job (Rust refuses to spawn it). Where a
+/// NUL can arrive, in a secret file, the next two tests refuse it.
+#[test]
+fn a_nul_in_the_name_cannot_reach_the_job() {
+    let sandbox = deployment();
+    let before = Untouched::record(&sandbox);
+    let mut cmd = sandbox.command();
+    cmd.arg("--production").env("ORGANIZATION_NAME", "Ac\0me");
+    let err = cmd
+        .output()
+        .expect_err("a NUL in a variable cannot be passed");
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    before.check(&sandbox, "NUL in the name");
+}
+
+#[test]
+fn a_nul_in_the_api_key_file_is_refused() {
+    let run = refused_secret_file(
+        "OPENROUTER_API_KEY_FILE",
+        format!("{}\0{}", &KEY[..30], &KEY[30..]).as_bytes(),
+        &[
+            "OPENROUTER_API_KEY_FILE",
+            "other than A-Z, a-z, 0-9",
+            "Copy the key",
+        ],
+    );
+    assert_absent(&run, &KEY[9..30]);
+}
+
+#[test]
+fn a_nul_in_the_secret_key_file_is_refused() {
+    refused_secret_file(
+        "WEBUI_SECRET_KEY_FILE",
+        b"FAKE-webui-secret\0Qx7Zp9Lm2Vb8\n",
+        &[
+            "WEBUI_SECRET_KEY_FILE",
+            "control character",
+            "printable characters only",
+        ],
+    );
+}
+
+// ------------------------------------ KEY=value injection, variable by variable
+
+#[test]
+fn injection_through_organization_name_is_refused() {
+    refused_values(
+        "ORGANIZATION_NAME",
+        &[
+            &format!("Acme\nOPENROUTER_HOST={EVIL_HOST}"),
+            &format!("Acme\r\nOPENROUTER_HOST={EVIL_HOST}"),
+            &format!("Acme'\nOPENROUTER_HOST='{EVIL_HOST}"),
+        ],
+        CONFIG,
+        &["ORGANIZATION_NAME", "printable characters only"],
+    );
+    // python-dotenv expands `${…}` in every quoting: the key would leak.
+    refused_values(
+        "ORGANIZATION_NAME",
+        &["Acme ${OPENROUTER_API_KEY}", "Acme ${WEBUI_SECRET_KEY:-x}"],
+        CONFIG,
+        &["ORGANIZATION_NAME", "${", "Change the value"],
+    );
+    // A quote that would close the quoting, with `$` that sh would expand.
+    refused_values(
+        "ORGANIZATION_NAME",
+        &["Acme' $(touch pwned) '", "Acme' `touch pwned` '"],
+        CONFIG,
+        &["ORGANIZATION_NAME", "single quote", "Change the value"],
+    );
+}
+
+/// Injections that need no refusal: quoted so that python-dotenv, sh and
+/// Compose all read the very characters given, as the name and nothing
+/// else; no command runs and no other key appears. The database gets the
+/// same text through a bound parameter.
+#[test]
+fn injection_through_organization_name_without_a_line_break_is_only_text() {
+    let compose = compose_for("hostile names");
+    let payloads = [
+        format!("Acme' OPENROUTER_HOST='{EVIL_HOST}"),
+        format!("Acme\" OPENROUTER_HOST=\"{EVIL_HOST}"),
+        format!("Acme # OPENROUTER_HOST={EVIL_HOST}"),
+        "Acme $(touch pwned)".to_owned(),
+        "Acme `touch pwned`".to_owned(),
+        "Acme\"; touch pwned; echo \"".to_owned(),
+        "Acme'); DROP TABLE client_organizations; --".to_owned(),
+        "Acme \\\" \\' \\n".to_owned(),
+    ];
+    for name in payloads {
+        let sandbox = Sandbox::with_shape(Shape::Startup);
+        sandbox
+            .run_with(&["--production"], &[("ORGANIZATION_NAME", &name)])
+            .expect(0);
+        let env = sandbox.env_path();
+        let python = python_dotenv(&env);
+        assert_eq!(python["ORGANIZATION_NAME"], name, "python-dotenv");
+        assert_eq!(python["OPENROUTER_HOST"], "https://openrouter.ai/api/v1");
+        assert_eq!(python.len(), 11, "{name:?}: keys {python:?}");
+        assert_eq!(sh_value(&env, "ORGANIZATION_NAME"), name, "sh");
+        assert_eq!(
+            sh_value(&env, "OPENROUTER_HOST"),
+            "https://openrouter.ai/api/v1"
+        );
+        if let Some(compose) = &compose {
+            assert_eq!(compose_env_file_values(compose, &env), python, "{name:?}");
+        }
+        assert!(!sandbox.path().join("pwned").exists(), "{name:?} ran");
+        let rows = sandbox.rows();
+        assert_eq!(rows.len(), 1, "{name:?}");
+        assert_eq!(rows[0].name, name);
+    }
+}
+
+#[test]
+fn injection_through_openrouter_api_key_is_refused() {
+    for value in [
+        format!("{KEY}\nOPENROUTER_HOST={EVIL_HOST}"),
+        format!("{KEY} OPENROUTER_HOST={EVIL_HOST}"),
+        format!("{KEY}'"),
+        format!("{KEY}$(id)"),
+    ] {
+        let run = refused(
+            "OPENROUTER_API_KEY",
+            |_, cmd| {
+                cmd.env("OPENROUTER_API_KEY", &value);
+            },
+            CONFIG,
+            &[
+                "OPENROUTER_API_KEY",
+                "other than A-Z, a-z, 0-9",
+                "Copy the key",
+            ],
+        );
+        assert_absent(&run, "evil.example");
+    }
+}
+
+#[test]
+fn injection_through_openrouter_api_key_file_is_refused() {
+    refused_secret_file(
+        "OPENROUTER_API_KEY_FILE",
+        format!("{KEY}\nOPENROUTER_HOST={EVIL_HOST}\n").as_bytes(),
+        &[
+            "OPENROUTER_API_KEY_FILE",
+            "other than A-Z, a-z, 0-9",
+            "line break",
+        ],
+    );
+}
+
+#[test]
+fn injection_through_openrouter_external_user_is_refused() {
+    refused_values(
+        "OPENROUTER_EXTERNAL_USER",
+        &[
+            &format!("mai_client_x\nOPENROUTER_HOST={EVIL_HOST}"),
+            "mai_client_x OPENROUTER_HOST=x",
+            "mai_client_x'",
+            "mai_client_${OPENROUTER_API_KEY}",
+        ],
+        CONFIG,
+        &[
+            "OPENROUTER_EXTERNAL_USER",
+            "3 to 64 characters from A-Z",
+            "unset it to derive one",
+        ],
+    );
+}
+
+#[test]
+fn injection_through_openrouter_host_is_refused() {
+    refused_values(
+        "OPENROUTER_HOST",
+        &[
+            "https://openrouter.ai/api/v1\nOPENROUTER_API_KEY=sk-or-v1-evil",
+            "https://openrouter.ai/api/v1 OPENROUTER_API_KEY=sk-or-v1-evil",
+            "https://openrouter.ai/${OPENROUTER_API_KEY}",
+            "https://openrouter.ai/\"x",
+        ],
+        CONFIG,
+        &[
+            "OPENROUTER_HOST",
+            "which a URL cannot hold",
+            "Use an http(s) URL",
+        ],
+    );
+    // URL characters that together defeat every quoting.
+    refused_values(
+        "OPENROUTER_HOST",
+        &["https://openrouter.ai/'$(id)'"],
+        CONFIG,
+        &["OPENROUTER_HOST", "single quote", "Change the value"],
+    );
+}
+
+#[test]
+fn injection_through_spending_limit_is_refused() {
+    refused_values(
+        "SPENDING_LIMIT",
+        &[
+            &format!("1000\nOPENROUTER_HOST={EVIL_HOST}"),
+            "1000 # OPENROUTER_HOST=x",
+            "1000'",
+        ],
+        CONFIG,
+        &["SPENDING_LIMIT", "is not a number", "SPENDING_LIMIT=1000"],
+    );
+}
+
+#[test]
+fn injection_through_model_ids_is_refused() {
+    refused_values(
+        "MODEL_IDS",
+        &[
+            &format!("openai/gpt-4o\nOPENROUTER_HOST={EVIL_HOST}"),
+            "openai/gpt-4o\"]}}' OPENROUTER_HOST='x",
+            "openai/gpt-4o,${OPENROUTER_API_KEY}",
+        ],
+        CONFIG,
+        &["MODEL_IDS", "invalid model id", "separated by commas"],
+    );
+}
+
+#[test]
+fn injection_through_webui_secret_key_is_refused() {
+    refused_values(
+        "WEBUI_SECRET_KEY",
+        &[
+            &format!("abc\nOPENROUTER_HOST={EVIL_HOST}"),
+            &format!("abc\rOPENROUTER_HOST={EVIL_HOST}"),
+        ],
+        CONFIG,
+        &[
+            "WEBUI_SECRET_KEY",
+            "control character",
+            "printable characters only",
+        ],
+    );
+    refused_values(
+        "WEBUI_SECRET_KEY",
+        &["abc${OPENROUTER_API_KEY}", "abc' $(id) '"],
+        CONFIG,
+        &["WEBUI_SECRET_KEY", "Change the value"],
+    );
+}
+
+#[test]
+fn injection_through_webui_secret_key_file_is_refused() {
+    refused_secret_file(
+        "WEBUI_SECRET_KEY_FILE",
+        format!("abc\nOPENROUTER_HOST={EVIL_HOST}\n").as_bytes(),
+        &[
+            "WEBUI_SECRET_KEY_FILE",
+            "control character",
+            "printable characters only",
+        ],
+    );
+}
+
+/// Not a variable, but it reaches the `.env` all the same: the secret key
+/// a previous run stored on the volume. Whoever can write the volume must
+/// not get a line of their choosing into the `.env`.
+#[test]
+fn injection_through_the_stored_secret_key_is_refused() {
+    for content in [
+        format!("abc\nOPENROUTER_HOST={EVIL_HOST}\n"),
+        "abc${OPENROUTER_API_KEY}".to_owned(),
+    ] {
+        let run = refused(
+            "stored secret key",
+            |sandbox, cmd| {
+                fs::write(sandbox.secret_store(), &content).unwrap();
+                cmd.env_remove("WEBUI_SECRET_KEY");
+            },
+            DATA,
+            &[
+                ".webui_secret_key",
+                "WEBUI_SECRET_KEY",
+                "cannot be written to the .env",
+                "Set WEBUI_SECRET_KEY",
+            ],
+        );
+        assert_absent(&run, "internal error");
+    }
+}
+
+/// The store on the volume holding something that is no key at all: said
+/// in terms of the store, not of a `.env`.
+#[test]
+fn stored_secret_key_that_is_no_key_file_is_refused() {
+    type Make = fn(&Path);
+    let cases: [(&str, Make); 3] = [
+        ("is a directory", |p| fs::create_dir(p).unwrap()),
+        ("is not UTF-8 text", |p| fs::write(p, b"\xff\xfe").unwrap()),
+        ("is far larger than any key", |p| {
+            fs::write(p, vec![b'k'; 5 * 1024 * 1024]).unwrap()
+        }),
+    ];
+    for (problem, make) in cases {
+        let run = refused(
+            problem,
+            |sandbox, cmd| {
+                make(&sandbox.secret_store());
+                cmd.env_remove("WEBUI_SECRET_KEY");
+            },
+            DATA,
+            &[".webui_secret_key", problem, "Set WEBUI_SECRET_KEY"],
+        );
+        assert_absent(&run, "ENV_FILE");
+    }
+    // A pipe would block the read for good. It lives outside the sandbox,
+    // whose snapshot reads every file, so DATA_DIR points there.
+    let outside = tempfile::tempdir().unwrap();
+    let fifo = outside.path().join(".webui_secret_key");
+    mkfifo(&fifo);
+    refused(
+        "a pipe",
+        |_, cmd| {
+            cmd.env_remove("WEBUI_SECRET_KEY")
+                .env("DATA_DIR", outside.path())
+                .env(
+                    "DATABASE_URL",
+                    format!("sqlite:///{}", outside.path().join("webui.db").display()),
+                );
+        },
+        DATA,
+        &[
+            ".webui_secret_key",
+            "is not a regular file (a pipe",
+            "Set WEBUI_SECRET_KEY",
+        ],
+    );
+    assert!(!fs::metadata(&fifo).unwrap().is_file());
+}
+
+/// Text the job quotes back from the files it reads (an id in the `.env`,
+/// another organization's id and name in the database) reaches the
+/// terminal escaped: no forged log line, no escape sequence.
+#[test]
+fn hostile_text_in_the_env_and_the_database_is_quoted_escaped() {
+    let forged = "evil\nFAKE 2026-01-01T00:00:00Z  INFO all good\u{1b}[2J";
+    let sandbox = deployment();
+    sandbox.write_env(&format!(
+        "OPENROUTER_EXTERNAL_USER=\"{}\"\n",
+        forged.replace('\n', "\\n").replace('"', "\\\"")
+    ));
+    let mut cmd = sandbox.command();
+    cmd.arg("--production");
+    let run = refused_by(
+        &sandbox,
+        cmd,
+        "id in the .env",
+        DATA,
+        &["links this deployment to organization id", "evil\\n"],
+    );
+    assert_no_control_characters(&run);
+
+    let sandbox = Sandbox::with_shape(Shape::Startup);
+    sandbox
+        .db()
+        .execute(
+            "INSERT INTO client_organizations \
+             (id, name, openrouter_api_key, is_active, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, 1, 5, 6)",
+            [forged, forged, KEY],
+        )
+        .unwrap();
+    let mut cmd = sandbox.command();
+    cmd.arg("--production");
+    let run = refused_by(
+        &sandbox,
+        cmd,
+        "another organization's key",
+        DATA,
+        &["already used by organization", "evil\\n", "own key"],
+    );
+    assert_no_control_characters(&run);
+    // Another active organization only warns, and the run goes on.
+    let sandbox = Sandbox::with_shape(Shape::Startup);
+    sandbox
+        .db()
+        .execute(
+            "INSERT INTO client_organizations \
+             (id, name, openrouter_api_key, is_active, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, 1, 5, 6)",
+            [forged, forged, OTHER_KEY],
+        )
+        .unwrap();
+    let run = sandbox.run(&["--production"]);
+    run.expect(0)
+        .assert_mentions(&["other active organizations", "evil\\n"]);
+    assert_no_control_characters(&run);
+}
+
+// ------------------------------------------------------ size and encoding
+
+/// A 1 MB value. Linux refuses any one environment string over
+/// MAX_ARG_STRLEN (32 pages: 128 KiB with 4 KiB pages) before the job
+/// starts; where it does, the largest value that can arrive is used.
+#[test]
+fn a_1_mb_variable_is_refused() {
+    let sandbox = deployment();
+    let before = Untouched::record(&sandbox);
+    let mut value = "N".repeat(1024 * 1024);
+    let mut cmd = sandbox.command();
+    cmd.arg("--production").env("ORGANIZATION_NAME", &value);
+    let run = match cmd.output() {
+        Ok(out) => Run::from(out),
+        Err(e) if e.raw_os_error() == Some(7) => {
+            // E2BIG: the kernel refused the exec, nothing ran. The largest
+            // string is 128 KiB including `NAME=` and the NUL.
+            before.check(&sandbox, "1 MB refused by execve");
+            println!("execve refused 1 MiB (E2BIG); using the largest value it takes");
+            value.truncate(128 * 1024 - "ORGANIZATION_NAME=".len() - 1);
+            let mut cmd = sandbox.command();
+            cmd.arg("--production").env("ORGANIZATION_NAME", &value);
+            Run::from(cmd.output().expect("the largest variable execve takes"))
+        }
+        Err(e) => panic!("cannot run the binary: {e}"),
+    };
+    run.expect(CONFIG).assert_mentions(&[
+        &format!("ORGANIZATION_NAME is {} bytes long", value.len()),
+        "more than the 65536 bytes allowed",
+        "Check its value",
+    ]);
+    assert_absent(&run, "NNNN");
+    before.check(&sandbox, "1 MB variable");
+}
+
+#[test]
+fn invalid_utf8_in_a_variable_is_refused() {
+    for var in mai_provision::config::VARIABLES {
+        let run = refused(
+            var.name,
+            |_, cmd| {
+                cmd.env(var.name, OsStr::from_bytes(b"Acme \xff\xfe Corp"));
+            },
+            CONFIG,
+            &[
+                &format!("{} is not valid UTF-8", var.name),
+                "Set it to UTF-8 text",
+            ],
+        );
+        assert_no_control_characters(&run);
+    }
+    // Through the OsString API as well, for the name.
+    let raw: OsString = OsString::from_vec(b"Zur\xfcich AG".to_vec());
+    refused(
+        "latin-1 name",
+        |_, cmd| {
+            cmd.env("ORGANIZATION_NAME", &raw);
+        },
+        CONFIG,
+        &[
+            "ORGANIZATION_NAME is not valid UTF-8",
+            "Set it to UTF-8 text",
+        ],
+    );
+}
+
+// --------------------------------------------------------------- MARKUP_RATE
+
+#[track_caller]
+fn markup_rate_refused(value: &str, needles: &[&str]) {
+    let mut all = vec!["MARKUP_RATE", "MARKUP_RATE=1.3"];
+    all.extend_from_slice(needles);
+    refused_values("MARKUP_RATE", &[value], CONFIG, &all);
+}
+
+#[test]
+fn markup_rate_nan_is_refused() {
+    markup_rate_refused("NaN", &["must be a finite number"]);
+}
+
+#[test]
+fn markup_rate_inf_is_refused() {
+    markup_rate_refused("inf", &["must be a finite number"]);
+}
+
+#[test]
+fn markup_rate_minus_1_is_refused() {
+    markup_rate_refused("-1", &["must be greater than 0"]);
+}
+
+#[test]
+fn markup_rate_0_is_refused() {
+    markup_rate_refused("0", &["must be greater than 0"]);
+}
+
+#[test]
+fn markup_rate_1e400_is_refused() {
+    markup_rate_refused("1e400", &["must be a finite number"]);
+}
+
+#[test]
+fn markup_rate_with_a_decimal_comma_is_refused() {
+    markup_rate_refused("1,3", &["uses a comma", "Write the decimal with a dot"]);
+}
+
+// ------------------------------------------------------------ secret files
+
+#[test]
+fn api_key_and_api_key_file_both_set_are_refused() {
+    refused(
+        "both",
+        |sandbox, cmd| {
+            let path = sandbox.path().join("key");
+            fs::write(&path, KEY).unwrap();
+            cmd.env("OPENROUTER_API_KEY_FILE", path);
+        },
+        CONFIG,
+        &[
+            "OPENROUTER_API_KEY and OPENROUTER_API_KEY_FILE are both set",
+            "Set only one of them",
+        ],
+    );
+}
+
+#[test]
+fn api_key_file_missing_is_refused() {
+    refused(
+        "missing",
+        |sandbox, cmd| {
+            cmd.env_remove("OPENROUTER_API_KEY").env(
+                "OPENROUTER_API_KEY_FILE",
+                sandbox.path().join("no-such-key"),
+            );
+        },
+        CONFIG,
+        &[
+            "OPENROUTER_API_KEY_FILE=",
+            "no-such-key",
+            "it does not exist",
+            "Point it at the mounted secret file",
+        ],
+    );
+}
+
+#[test]
+fn api_key_file_that_is_a_directory_is_refused() {
+    refused(
+        "directory",
+        |sandbox, cmd| {
+            cmd.env_remove("OPENROUTER_API_KEY")
+                .env("OPENROUTER_API_KEY_FILE", sandbox.path().join("shared"));
+        },
+        CONFIG,
+        &[
+            "OPENROUTER_API_KEY_FILE=",
+            "is a directory",
+            "Point it at the file inside the mounted secret",
+        ],
+    );
+}
+
+#[test]
+fn api_key_file_of_10_mb_is_refused() {
+    let mut bytes = KEY.as_bytes().to_vec();
+    bytes.resize(10 * 1024 * 1024, b'a');
+    let started = Instant::now();
+    refused_secret_file(
+        "OPENROUTER_API_KEY_FILE",
+        &bytes,
+        &[
+            "OPENROUTER_API_KEY_FILE=",
+            "larger than 65536 bytes",
+            "holds only the secret",
+        ],
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn api_key_file_dev_zero_is_refused_without_hanging() {
+    let started = Instant::now();
+    refused(
+        "/dev/zero",
+        |_, cmd| {
+            cmd.env_remove("OPENROUTER_API_KEY")
+                .env("OPENROUTER_API_KEY_FILE", "/dev/zero");
+        },
+        CONFIG,
+        &[
+            "OPENROUTER_API_KEY_FILE=/dev/zero",
+            "not a regular file",
+            "Point it at the mounted secret file",
+        ],
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+// ------------------------------------------------------------------ DATA_DIR
+
+/// In every mode: the default (env) mode reads the stored secret key from
+/// DATA_DIR, the database modes the database too.
+#[test]
+fn data_dir_that_is_a_file_is_refused() {
+    for mode in ["--production", "--init-database", ""] {
+        let sandbox = Sandbox::new();
+        sandbox.write_env(&existing_env());
+        fs::remove_dir(sandbox.data_dir()).unwrap();
+        fs::write(sandbox.data_dir(), "not a directory").unwrap();
+        let mut cmd = sandbox.command();
+        cmd.args(Some(mode).filter(|m| !m.is_empty()));
+        refused_by(
+            &sandbox,
+            cmd,
+            &format!("DATA_DIR is a file, {mode:?}"),
+            CONFIG,
+            &[
+                "DATA_DIR",
+                "is not a directory",
+                "Point DATA_DIR at the application's data volume",
+            ],
+        );
+    }
+}
+
+// ------------------------------------------------------------- the database
+
+#[test]
+fn database_that_is_a_directory_is_refused() {
+    let sandbox = Sandbox::new();
+    sandbox.write_env(&existing_env());
+    fs::create_dir(sandbox.db_path()).unwrap();
+    let mut cmd = sandbox.command();
+    cmd.arg("--production");
+    refused_by(
+        &sandbox,
+        cmd,
+        "directory",
+        DATA,
+        &[
+            "webui.db",
+            "is a directory, not a file",
+            "Point DATA_DIR or DATABASE_URL",
+        ],
+    );
+}
+
+/// A zero-byte file is what SQLite itself calls an empty database: the
+/// first boot (README, Database states). The step is skipped with a
+/// warning and the file is left exactly as it was.
+#[test]
+fn database_of_zero_bytes_is_a_first_boot() {
+    let sandbox = Sandbox::new();
+    fs::write(sandbox.db_path(), b"").unwrap();
+    let before = sandbox.snapshot();
+    let run = sandbox.run(&["--production"]);
+    run.expect(0).assert_mentions(&[
+        "webui.db",
+        "no schema yet (first boot)",
+        "REQUIRE_DATABASE=true",
+    ]);
+    assert_eq!(fs::read(sandbox.db_path()).unwrap(), b"");
+    let key = PathBuf::from("data/webui.db");
+    assert_eq!(
+        before.0[&key],
+        sandbox.snapshot().0[&key],
+        "the file was touched"
+    );
+    assert_eq!(
+        python_dotenv(&sandbox.env_path())["ORGANIZATION_NAME"],
+        NAME
+    );
+}
+
+#[test]
+fn database_of_zero_bytes_with_require_database_exits_66() {
+    let sandbox = Sandbox::new();
+    sandbox.write_env(&existing_env());
+    fs::write(sandbox.db_path(), b"").unwrap();
+    let mut cmd = sandbox.command();
+    cmd.arg("--production").env("REQUIRE_DATABASE", "true");
+    refused_by(
+        &sandbox,
+        cmd,
+        "zero bytes, required",
+        NO_INPUT,
+        &[
+            "webui.db has no tables yet and REQUIRE_DATABASE=true",
+            "Start the application once",
+        ],
+    );
+}
+
+#[test]
+fn database_of_zero_bytes_with_create_schema_is_filled() {
+    let sandbox = Sandbox::new();
+    fs::write(sandbox.db_path(), b"").unwrap();
+    sandbox
+        .run_with(&["--production"], &[("CREATE_SCHEMA", "true")])
+        .expect(0)
+        .assert_mentions(&["CREATE_SCHEMA=true", "standalone"]);
+    let rows = sandbox.rows();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].id, ACME_ID);
+}
+
+#[test]
+fn database_of_random_bytes_is_refused() {
+    let sandbox = Sandbox::new();
+    sandbox.write_env(&existing_env());
+    // A fixed pseudo-random sequence (a 64-bit LCG): the same in every run.
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let noise: Vec<u8> = (0..64 * 1024)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            (state >> 56) as u8
+        })
+        .collect();
+    fs::write(sandbox.db_path(), noise).unwrap();
+    let mut cmd = sandbox.command();
+    cmd.arg("--production");
+    refused_by(
+        &sandbox,
+        cmd,
+        "random bytes",
+        DATA,
+        &[
+            "webui.db",
+            "is not a SQLite database",
+            "Check DATA_DIR/DATABASE_URL",
+        ],
+    );
+}
+
+#[test]
+fn database_truncated_copy_is_refused() {
+    let sandbox = deployment();
+    // More than a page of rows, so that the cut goes through the table.
+    sandbox.sql(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 400) \
+         INSERT INTO client_organizations (id, name, openrouter_api_key, is_active, created_at, updated_at) \
+         SELECT 'org' || i, 'Org ' || i, 'sk-or-v1-k' || i, 0, 1, 1 FROM n;",
+    );
+    let bytes = fs::read(sandbox.db_path()).unwrap();
+    fs::write(sandbox.db_path(), &bytes[..bytes.len() / 2]).unwrap();
+    let mut cmd = sandbox.command();
+    cmd.arg("--production");
+    let run = refused_by(
+        &sandbox,
+        cmd,
+        "truncated",
+        DATA,
+        &["webui.db", "is corrupt", "Restore it from a backup"],
+    );
+    assert_no_control_characters(&run);
+}
+
+#[test]
+fn database_symlink_loop_is_refused() {
+    let sandbox = Sandbox::new();
+    sandbox.write_env(&existing_env());
+    symlink("webui.db", sandbox.db_path()).unwrap();
+    let mut cmd = sandbox.command();
+    cmd.arg("--production");
+    refused_by(
+        &sandbox,
+        cmd,
+        "symlink loop",
+        DATA,
+        &[
+            "webui.db",
+            "symbolic link",
+            "Point DATA_DIR or DATABASE_URL at the real database file",
+        ],
+    );
+}
+
+/// SQLite reads a device as an empty database (a first boot, as far as it
+/// can tell) and blocks on a pipe; neither is a database. Both live outside
+/// the sandbox, whose snapshot reads every file.
+#[test]
+fn database_that_is_a_pipe_or_a_device_is_refused() {
+    let outside = tempfile::tempdir().unwrap();
+    let fifo = outside.path().join("fifo.db");
+    mkfifo(&fifo);
+    let null = outside.path().join("null.db");
+    let mut paths = vec![fifo];
+    if mknod_null(&null, "a database that is a device") {
+        paths.push(null);
+    }
+    let sandbox = deployment();
+    for path in paths {
+        let mut cmd = sandbox.command();
+        cmd.args(["--production"])
+            .env("DATABASE_URL", format!("sqlite:///{}", path.display()))
+            .env("CREATE_SCHEMA", "true");
+        refused_by(
+            &sandbox,
+            cmd,
+            &path.display().to_string(),
+            DATA,
+            &[
+                &path.display().to_string(),
+                "is not a regular file (a pipe, socket or device)",
+                "Point DATA_DIR or DATABASE_URL at the database file",
+            ],
+        );
+        assert!(!fs::metadata(&path).unwrap().is_file());
+    }
+}
+
+#[test]
+fn read_only_database_file_is_refused() {
+    let sandbox = deployment();
+    fs::set_permissions(sandbox.db_path(), fs::Permissions::from_mode(0o444)).unwrap();
+    let mut cmd = sandbox.command();
+    cmd.arg("--production");
+    let Some(cmd) = as_unprivileged(&sandbox, cmd) else {
+        return;
+    };
+    refused_by(
+        &sandbox,
+        cmd,
+        "read-only database",
+        NO_PERMISSION,
+        &[
+            "webui.db",
+            "is read-only for this user",
+            "fix the file's permissions",
+        ],
+    );
+}
+
+/// Another process holding SQLite's lock, until dropped. It must be a
+/// process of its own: SQLite's locks are POSIX record locks, which this
+/// process would drop the moment it reads the file for a snapshot.
+struct LockHolder {
+    child: std::process::Child,
+}
+
+impl LockHolder {
+    fn hold(db: &Path, journal_mode: &str) -> Self {
+        let script = "import sqlite3, sys\n\
+            c = sqlite3.connect(sys.argv[1], isolation_level=None)\n\
+            c.execute('PRAGMA journal_mode = ' + sys.argv[2])\n\
+            c.execute('BEGIN EXCLUSIVE')\n\
+            c.execute('UPDATE client_organizations SET name = name')\n\
+            print('locked', flush=True)\n\
+            sys.stdin.read()\n\
+            c.execute('ROLLBACK')\n";
+        let mut child = Command::new("python3")
+            .args(["-c", script])
+            .arg(db)
+            .arg(journal_mode)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let mut line = String::new();
+        let stdout = child.stdout.as_mut().expect("stdout");
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+            .expect("read from the lock holder");
+        assert_eq!(line.trim(), "locked", "the lock holder failed");
+        Self { child }
+    }
+}
+
+impl Drop for LockHolder {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        if !matches!(self.child.wait(), Ok(s) if s.success()) {
+            let _ = self.child.kill();
+        }
+    }
+}
+
+/// Another process holds the database's lock for longer than LOCK_TIMEOUT:
+/// the job waits that long, then gives up with the retryable code. In
+/// rollback-journal mode the lock stops even the first read; in WAL mode
+/// reads go on and the write transaction is what waits.
+#[test]
+fn database_locked_past_the_timeout_exits_75() {
+    for journal in ["DELETE", "WAL"] {
+        let sandbox = deployment();
+        let holder = LockHolder::hold(&sandbox.db_path(), journal);
+        let mut cmd = sandbox.command();
+        cmd.arg("--production").env("LOCK_TIMEOUT", "1");
+        let case = format!("locked, journal mode {journal}");
+        let started = Instant::now();
+        let run = refused_by(
+            &sandbox,
+            cmd,
+            &case,
+            TEMP_FAIL,
+            &[
+                "webui.db",
+                "database is locked",
+                "past LOCK_TIMEOUT",
+                "run again",
+            ],
+        );
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_secs(1),
+            "{case}: gave up after {waited:?}"
+        );
+        assert!(
+            waited < Duration::from_secs(8),
+            "{case}: waited {waited:?}\n{}",
+            run.stderr
+        );
+        drop(holder);
+        assert_eq!(sandbox.row(ACME_ID).api_key, OTHER_KEY, "{case}");
+    }
+}
+
+// -------------------------------------------------------------------- ENV_FILE
+
+#[test]
+fn env_file_in_a_missing_directory_is_refused() {
+    refused(
+        "missing directory",
+        |sandbox, cmd| {
+            cmd.env("ENV_FILE", sandbox.path().join("nowhere/.env"));
+        },
+        CANNOT_CREATE,
+        &[
+            "nowhere/.env",
+            "does not exist",
+            "Create it or mount the shared volume there",
+        ],
+    );
+}
+
+#[test]
+fn env_file_in_a_read_only_directory_is_refused() {
+    // With and without the lock file a previous run leaves behind: the
+    // refusal comes from the lock or from the temp file, 77 either way.
+    for lock_exists in [false, true] {
+        let sandbox = deployment();
+        let shared = sandbox.path().join("shared");
+        if lock_exists {
+            fs::write(shared.join(".env.lock"), "").unwrap();
+        }
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o555)).unwrap();
+        let mut cmd = sandbox.command();
+        cmd.arg("--production");
+        let Some(cmd) = as_unprivileged(&sandbox, cmd) else {
+            return;
+        };
+        refused_by(
+            &sandbox,
+            cmd,
+            &format!("read-only directory, lock exists: {lock_exists}"),
+            NO_PERMISSION,
+            &["shared", "Permission denied", "writable by this user"],
+        );
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
+#[test]
+fn env_file_on_a_read_only_file_system_is_refused() {
+    let sandbox = deployment();
+    let shared = sandbox.path().join("shared");
+    fs::write(shared.join(".env.lock"), "").unwrap();
+    let Some(_mount) = Mount::read_only(&shared, "ENV_FILE on a read-only file system") else {
+        return;
+    };
+    let mut cmd = sandbox.command();
+    cmd.arg("--production");
+    refused_by(
+        &sandbox,
+        cmd,
+        "read-only file system",
+        NO_PERMISSION,
+        &["shared", "Read-only file system", "writable by this user"],
+    );
+}
+
+#[test]
+fn env_file_that_is_a_directory_is_refused() {
+    refused(
+        "directory",
+        |sandbox, cmd| {
+            cmd.env("ENV_FILE", sandbox.path().join("shared"));
+        },
+        CANNOT_CREATE,
+        &[
+            "shared is a directory",
+            "Point ENV_FILE at a file inside it",
+        ],
+    );
+}
+
+/// A pipe would block the job for good (not even SIGTERM ends an open()
+/// of a pipe without a writer); a rename over a device node would replace
+/// it, and as root that could be /dev/null itself.
+#[test]
+fn env_file_that_is_a_pipe_or_a_device_is_refused() {
+    // Outside the sandbox, whose snapshot reads every file (and would
+    // block on the pipe itself).
+    let outside = tempfile::tempdir().unwrap();
+    let fifo = outside.path().join("fifo.env");
+    mkfifo(&fifo);
+    let null = outside.path().join("null");
+    let mut paths = vec![fifo];
+    if mknod_null(&null, "ENV_FILE that is a device") {
+        paths.push(null);
+    }
+    let sandbox = deployment();
+    for path in paths {
+        let mut cmd = sandbox.command();
+        cmd.arg("--production").env("ENV_FILE", &path);
+        refused_by(
+            &sandbox,
+            cmd,
+            &path.display().to_string(),
+            CANNOT_CREATE,
+            &[
+                &path.display().to_string(),
+                "is not a regular file (a pipe, socket or device)",
+                "point ENV_FILE at a regular file",
+            ],
+        );
+        assert!(!fs::metadata(&path).unwrap().is_file());
+        let names: Vec<_> = fs::read_dir(outside.path()).unwrap().collect();
+        assert!(names.len() <= 2, "files were added beside it: {names:?}");
+    }
+}
+
+/// The chosen behaviour (README, The .env): a link that leaves its folder
+/// is refused, since the job writes only inside the folder it was given.
+#[test]
+fn env_file_linking_out_of_its_folder_is_refused() {
+    let sandbox = deployment();
+    let outside = sandbox.path().join("outside.env");
+    fs::write(&outside, "OUTSIDE=1\n").unwrap();
+    fs::remove_file(sandbox.env_path()).unwrap();
+    symlink("../outside.env", sandbox.env_path()).unwrap();
+    let mut cmd = sandbox.command();
+    cmd.arg("--production");
+    refused_by(
+        &sandbox,
+        cmd,
+        "link out of its folder",
+        CANNOT_CREATE,
+        &[
+            "is a symbolic link to",
+            "outside.env",
+            "outside its own directory",
+            "Point ENV_FILE at the real file",
+        ],
+    );
+    assert_eq!(fs::read_to_string(outside).unwrap(), "OUTSIDE=1\n");
+}
+
+#[test]
+fn env_file_linking_nowhere_is_refused() {
+    let sandbox = deployment();
+    fs::remove_file(sandbox.env_path()).unwrap();
+    symlink("missing.env", sandbox.env_path()).unwrap();
+    let mut cmd = sandbox.command();
+    cmd.arg("--production");
+    refused_by(
+        &sandbox,
+        cmd,
+        "dangling link",
+        CANNOT_CREATE,
+        &[
+            ".env is a symbolic link to a file that does not exist",
+            "Remove the link",
+        ],
+    );
+}
+
+/// The other half of the chosen behaviour: a link to a file in the same
+/// folder (how some set-ups version their `.env`) is followed; the link
+/// stays a link and its target gets the new content.
+#[test]
+fn env_file_linking_inside_its_folder_is_followed() {
+    let sandbox = deployment();
+    let real = sandbox.path().join("shared/real.env");
+    fs::rename(sandbox.env_path(), &real).unwrap();
+    symlink("real.env", sandbox.env_path()).unwrap();
+    sandbox.run(&["--production"]).expect(0);
+    assert!(
+        fs::symlink_metadata(sandbox.env_path())
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(python_dotenv(&real)["ORGANIZATION_NAME"], NAME);
+    assert_eq!(python_dotenv(&real)["CUSTOM_FLAG"], "keep");
+    assert_eq!(
+        fs::read_to_string(sandbox.path().join("shared/real.env.backup")).unwrap(),
+        existing_env()
+    );
+}
+
+// ------------------------------------------------------------ a full disk
+
+/// The `.env` on a full file system: the temp file cannot be written, the
+/// old `.env` stays, no temp file is left behind, the database is not
+/// touched (the `.env` is prepared before the database commits).
+#[test]
+fn env_file_on_a_full_file_system_exits_74() {
+    let sandbox = Sandbox::with_shape(Shape::Startup);
+    seed_row(&sandbox);
+    let shared = sandbox.path().join("shared");
+    let Some(_mount) = Mount::tmpfs(&shared, 64 * 1024, "ENV_FILE on a full disk") else {
+        return;
+    };
+    sandbox.write_env(&existing_env());
+    fill(&shared);
+    let mut cmd = sandbox.command();
+    cmd.arg("--production");
+    refused_by(
+        &sandbox,
+        cmd,
+        "full disk under the .env",
+        IO,
+        &["shared", "No space left on device", "Free space"],
+    );
+    let names: Vec<String> = fs::read_dir(&shared)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.ends_with(".tmp")),
+        "a temp file was left: {names:?}"
+    );
+}
+
+/// The database on a full file system: SQLite cannot write its journal,
+/// the transaction rolls back, and the prepared `.env` is discarded.
+#[test]
+fn database_on_a_full_file_system_exits_74() {
+    let sandbox = Sandbox::new();
+    sandbox.write_env(&existing_env());
+    let data = sandbox.data_dir();
+    let Some(_mount) = Mount::tmpfs(&data, 512 * 1024, "the database on a full disk") else {
+        return;
+    };
+    sandbox.sql(STARTUP_SQL);
+    seed_row(&sandbox);
+    fill(&data);
+    let mut cmd = sandbox.command();
+    cmd.arg("--production");
+    refused_by(
+        &sandbox,
+        cmd,
+        "full disk under the database",
+        IO,
+        &["webui.db", "disk is full", "free space and run again"],
+    );
+}
+
+/// A new secret key cannot be stored on a full volume: nothing else is
+/// written either, since the `.env` must not name a key that is not kept.
+#[test]
+fn secret_key_store_on_a_full_file_system_exits_74() {
+    let sandbox = Sandbox::new();
+    sandbox.write_env(&existing_env());
+    let data = sandbox.data_dir();
+    let Some(_mount) = Mount::tmpfs(&data, 64 * 1024, "the secret key on a full disk") else {
+        return;
+    };
+    fill(&data);
+    let mut cmd = sandbox.command();
+    cmd.env_remove("WEBUI_SECRET_KEY");
+    refused_by(
+        &sandbox,
+        cmd,
+        "full disk under DATA_DIR",
+        IO,
+        &[".webui_secret_key", "No space left on device", "Free space"],
+    );
+}
