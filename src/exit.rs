@@ -56,7 +56,7 @@ pub const TABLE: &[(ExitCode, &str)] = &[
     ),
     (
         ExitCode::CannotCreate,
-        "cannot create the output file (missing directory, link out of folder)",
+        "cannot create the output file (missing directory, link out of folder, not a regular file)",
     ),
     (ExitCode::Io, "I/O error (disk full, unreadable file)"),
     (

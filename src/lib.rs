@@ -40,6 +40,14 @@ pub const LOCK_FILE_NAME: &str = ".mai-provision.lock";
 pub fn run(options: &Options) -> Result<Outcome, Error> {
     let config = config::from_env()?;
     let mode = options.mode.or(config.mode).unwrap_or(Mode::Env);
+    // A DATA_DIR that names a file is a typo in every mode, even where the
+    // run would not need the directory.
+    if config.data_dir.exists() && !config.data_dir.is_dir() {
+        return Err(db::DbError::DataDirNotDirectory {
+            path: config.data_dir.clone(),
+        }
+        .into());
+    }
     let env_file = envfile::resolve_target(&config.env_file)?;
     let wait = options.wait_for_database.or(config.wait_for_database);
     if let (true, Some(timeout)) = (mode.touches_database(), wait) {

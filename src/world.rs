@@ -30,7 +30,12 @@ pub fn read(
 ) -> Result<Reading, Error> {
     let env_text = envfile::read_existing(&env_file)?;
     let env_mode = env_text.as_ref().and_then(|_| permission_bits(&env_file));
-    let stored_secret = read_stored_secret(config)?;
+    // A configured key makes the store irrelevant: a broken store must not
+    // block a run that does not need it.
+    let stored_secret = match config.webui_secret_key {
+        Some(_) => None,
+        None => read_stored_secret(config)?,
+    };
     let (database, connection) = match (mode, database_file) {
         (Mode::Env, _) | (_, None) => (DatabaseState::NotInMode, None),
         (_, Some(FileState::Missing { dir_exists })) => {

@@ -1555,3 +1555,31 @@ fn secret_key_store_on_a_full_file_system_exits_74() {
         &[".webui_secret_key", "No space left on device", "Free space"],
     );
 }
+
+#[test]
+fn a_dangling_link_at_the_database_path_is_not_a_first_boot() {
+    let sandbox = Sandbox::new();
+    let outside = tempfile::tempdir().unwrap();
+    let target = outside.path().join("elsewhere.db");
+    std::os::unix::fs::symlink(&target, sandbox.db_path()).unwrap();
+    let before = sandbox.snapshot();
+    let run = sandbox.run_with(&["--production"], &[("CREATE_SCHEMA", "true")]);
+    run.expect(65)
+        .assert_mentions(&["symbolic link", "webui.db"]);
+    before.assert_same(&sandbox.snapshot(), "a dangling database link");
+    assert!(
+        !target.exists(),
+        "the database was created through the link"
+    );
+}
+
+#[test]
+fn a_broken_key_store_does_not_block_a_run_with_a_configured_key() {
+    let sandbox = Sandbox::new();
+    std::fs::create_dir(sandbox.secret_store()).unwrap();
+    sandbox.run(&[]).expect(0);
+    assert_eq!(
+        python_dotenv(&sandbox.env_path())["WEBUI_SECRET_KEY"],
+        SECRET_KEY
+    );
+}

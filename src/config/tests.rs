@@ -1454,3 +1454,16 @@ fn the_variable_table_is_complete_and_has_no_duplicates() {
     assert!(!vars::is_known("PATH"));
     assert!(!vars::is_known("organization_name"));
 }
+
+#[test]
+fn soft_hyphens_and_tag_characters_count_as_invisible() {
+    for name in [
+        "Ac\u{AD}me",
+        "Acme\u{E0041}",
+        "Ac\u{180E}me",
+        "Ac\u{FFF9}me",
+    ] {
+        let e = err(&[("ORGANIZATION_NAME", name)]);
+        assert!(e.to_string().contains("invisible"), "{name:?}: {e}");
+    }
+}

@@ -39,6 +39,14 @@ pub fn probe(path: &Path) -> Result<FileState, DbError> {
             path: path.to_owned(),
         }),
         Ok(_) => Ok(FileState::Present),
+        // A dangling link is not a first boot: creating the database would
+        // put it wherever the link points, perhaps outside the volume.
+        Err(source) if source.kind() == io::ErrorKind::NotFound && is_link(path) => {
+            Err(DbError::UnfollowableLink {
+                path: path.to_owned(),
+                source,
+            })
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => match fs::metadata(dir) {
             Ok(meta) if meta.is_dir() => Ok(FileState::Missing { dir_exists: true }),
             Ok(_) => Err(DbError::DataDirNotDirectory {
