@@ -4,9 +4,10 @@
 #   docker build -t mai-provision .
 #       builds the binary in a Rust stage (needs network for the Rust image
 #       and crates);
-#   scripts/build-static.sh && cp "$(scripts/build-static.sh)" dist/ &&
+#   cp "$(scripts/build-static.sh)" dist/mai-provision &&
 #   docker build --target prebuilt -t mai-provision .
 #       packages a binary built outside (what CI does; pulls nothing).
+#       Without dist/mai-provision that image has no binary and cannot start.
 #
 # Stage order matters: the legacy builder (DOCKER_BUILDKIT=0) builds every
 # stage up to the target, so `base` and `prebuilt` come before the Rust
