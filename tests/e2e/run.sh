@@ -90,8 +90,7 @@ start_dockerd() {
     -H "$DOCKER_HOST" --pidfile "$DOCKERD_DIR/dockerd.pid" \
     --iptables=false --bridge=none >"$DOCKERD_DIR/dockerd.log" 2>&1 &
   DOCKERD_PID=$!
-  local i
-  for i in $(seq 120); do
+  for _ in $(seq 120); do
     if "$DOCKER" version >/dev/null 2>&1; then
       say "dockerd is up (pid $DOCKERD_PID)"
       return 0
@@ -116,10 +115,10 @@ stop_dockerd() {
 }
 
 stop_pid() {
-  local pid=$1 what=$2 i
+  local pid=$1 what=$2
   kill -0 "$pid" 2>/dev/null || return 0
   kill -TERM "$pid" 2>/dev/null
-  for i in $(seq 60); do
+  for _ in $(seq 60); do
     kill -0 "$pid" 2>/dev/null || return 0
     sleep 0.5
   done
@@ -292,8 +291,8 @@ job_summary() { logs "$1" "$2" | grep -E "(provisioned|nothing to do for) $E2E_I
 
 # wait_ready PROJECT N: until the stand-in has reported `ready` N times.
 wait_ready() {
-  local i count
-  for i in $(seq 240); do
+  local count
+  for _ in $(seq 240); do
     count=$(logs "$1" mai | grep -c '^standin: ready$' || true)
     [ "$count" -ge "$2" ] && return 0
     if logs "$1" mai | grep -q '^standin: FAILED'; then break; fi
