@@ -17,6 +17,7 @@ pub mod plan;
 pub mod report;
 pub mod secret;
 pub mod signals;
+pub mod termination;
 pub mod timestamp;
 pub mod verify;
 pub mod world;

@@ -1,16 +1,27 @@
 //! The binary: flags, logging, signals, then the library; the error becomes
-//! an exit code in `exit`, the one place that maps them.
+//! an exit code in `exit`, the one place that maps them. Every run that
+//! ends, however it ends, leaves its outcome in the termination log (when
+//! there is one; see `termination`).
 
 use std::time::Instant;
 
 use mai_provision::cli::Cli;
-use mai_provision::{exit, logging, report, signals};
+use mai_provision::{exit, logging, report, signals, termination};
 
 fn main() -> std::process::ExitCode {
     let started = Instant::now();
     let cli = match Cli::parse_args() {
         Ok(cli) => cli,
-        Err(code) => return code.code().into(),
+        Err(code) => {
+            if code != exit::ExitCode::Ok {
+                let message = termination::early_message(
+                    code,
+                    "usage error: unknown flag, or two modes at once (see the log)",
+                );
+                termination::write(&termination::path(), &message);
+            }
+            return code.code().into();
+        }
     };
     if cli.version {
         println!("{}", mai_provision::cli::version_text());
@@ -20,12 +31,22 @@ fn main() -> std::process::ExitCode {
     install_panic_hook();
     if let Err(e) = signals::install() {
         tracing::error!("cannot install signal handlers: {e}");
+        let message = termination::early_message(
+            exit::ExitCode::Internal,
+            "internal error: cannot install signal handlers",
+        );
+        termination::write(&termination::path(), &message);
         return exit::ExitCode::Internal.code().into();
     }
     let options = cli.options();
     let result = mai_provision::run(&options);
     let code = exit::for_result(&result, options.check);
-    report::finish(&result, code, started.elapsed(), &options);
+    let elapsed = started.elapsed();
+    report::finish(&result, code, elapsed, &options);
+    termination::write(
+        &termination::path(),
+        &termination::message(&result, code, elapsed),
+    );
     code.code().into()
 }
 
@@ -38,6 +59,13 @@ fn install_panic_hook() {
             |l| format!("{}:{}", l.file(), l.line()),
         );
         tracing::error!("internal error (panic at {place}); this is a bug, please report it");
+        termination::write(
+            &termination::path(),
+            &termination::early_message(
+                exit::ExitCode::Internal,
+                &format!("internal error (panic at {place})"),
+            ),
+        );
         std::process::exit(i32::from(exit::ExitCode::Internal.code()));
     }));
 }

@@ -27,6 +27,17 @@ pub enum Status {
     Planned,
 }
 
+impl Status {
+    /// The word the JSON report and the termination message use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Applied => "applied",
+            Status::Unchanged => "unchanged",
+            Status::Planned => "planned",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DatabaseAction {

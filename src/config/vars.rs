@@ -135,6 +135,12 @@ pub const VARIABLES: &[Variable] = &[
         example: "debug",
         about: "error, warn, info, debug, trace or off",
     },
+    Variable {
+        name: "MAI_PROVISION_TERMINATION_LOG",
+        default: "/dev/termination-log",
+        example: "/tmp/termination-log",
+        about: "file for the one-line outcome, written only when it exists (Kubernetes)",
+    },
 ];
 
 pub fn is_known(name: &str) -> bool {
