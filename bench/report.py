@@ -42,6 +42,7 @@ def main() -> None:
     parser.add_argument("--large-bytes", type=int)
     parser.add_argument("--large-rows", type=int)
     parser.add_argument("--image-bytes", default="")
+    parser.add_argument("--image-source", default="")
     parser.add_argument("--runs", type=int)
     args = parser.parse_args()
     w = args.work
@@ -77,9 +78,9 @@ def main() -> None:
     for name, value, goal, text in goals:
         print(f"| {name} | {text} | ≤ {goal} | {'yes' if value <= goal else 'NO'} |")
     if args.image_bytes:
-        print(f"\nImage mai-provision:latest: {int(args.image_bytes) / MIB:.2f} MiB.")
+        print(f"\nImage ({args.image_source}): {int(args.image_bytes)} bytes, {int(args.image_bytes) / MIB:.2f} MiB.")
     else:
-        print("\nImage size: no mai-provision:latest image on this machine (build it with docker build .).")
+        print("\nImage size: no image on this machine; build one with docker build . or run tests/e2e/run.sh.")
     print(f"Binary: {args.binary} ({args.binary_bytes} bytes).")
 
 

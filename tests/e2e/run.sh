@@ -188,6 +188,8 @@ image_checks() {
   expect_contains "the image sets ENV_FILE on the shared mount" "$env" ENV_FILE=/run/mai/.env
   IMAGE_SIZE=$("$DOCKER" image inspect -f '{{.Size}}' mai-provision:e2e)
   say "image size: $IMAGE_SIZE bytes; binary: $(stat -c %s "$BIN") bytes"
+  # For bench/run.sh, which has no Docker engine of its own.
+  mkdir -p "$REPO/target" && printf '%s\n' "$IMAGE_SIZE" >"$REPO/target/e2e-image-size"
   check "the image is the binary plus less than 16 KiB" \
     test "$IMAGE_SIZE" -le $(($(stat -c %s "$BIN") + 16384))
   expect_contains "the image runs --version" \
