@@ -132,7 +132,9 @@ pids_under() {
   for proc in /proc/[0-9]*; do
     pid=${proc#/proc/}
     [ "$pid" = $$ ] && continue
-    tr '\0' ' ' <"$proc/cmdline" 2>/dev/null | grep -qF "$1" && echo "$pid"
+    # A process may exit between the glob and the read; the shell's own
+    # redirection error must be silenced too, hence the braces.
+    { tr '\0' ' ' <"$proc/cmdline"; } 2>/dev/null | grep -qF "$1" && echo "$pid"
   done
   return 0
 }
