@@ -161,7 +161,7 @@ fn unable_to_write(cmd: Command, file: &Path) -> Option<Command> {
     if fs::OpenOptions::new().append(true).open(file).is_err() {
         return Some(cmd);
     }
-    const DROP: &str = "--bounding-set=-dac_override,-dac_read_search";
+    const DROP: &str = DROP_DAC_OVERRIDE;
     let probe = Command::new("setpriv")
         .args([DROP, "--", "sh", "-c", ": >> \"$0\""])
         .arg(file)
@@ -176,20 +176,5 @@ fn unable_to_write(cmd: Command, file: &Path) -> Option<Command> {
         );
         return None;
     }
-    let mut wrapped = Command::new("setpriv");
-    wrapped
-        .arg(DROP)
-        .arg("--")
-        .arg(cmd.get_program())
-        .args(cmd.get_args())
-        .env_clear();
-    for (name, value) in cmd.get_envs() {
-        if let Some(value) = value {
-            wrapped.env(name, value);
-        }
-    }
-    if let Some(dir) = cmd.get_current_dir() {
-        wrapped.current_dir(dir);
-    }
-    Some(wrapped)
+    Some(without_dac_override_unchecked(&cmd))
 }

@@ -455,13 +455,14 @@ pub fn skip(check: &str, reason: &str) {
 }
 
 /// `cmd` as it must run to meet a permission check on `locked` (a file
-/// this user should not be able to read): as it is for an ordinary user; for root (which reads any file) under `setpriv` without
-/// the capabilities that bypass file permissions. `None` when neither works.
+/// this user should not be able to read): as it is for an ordinary user;
+/// for root (which reads any file) under `setpriv` without the capabilities
+/// that bypass file permissions. `None` when neither works.
 pub fn without_dac_override(cmd: Command, locked: &str) -> Option<Command> {
     if fs::read(locked).is_err() {
         return Some(cmd);
     }
-    const DROP: &str = "--bounding-set=-dac_override,-dac_read_search";
+    const DROP: &str = DROP_DAC_OVERRIDE;
     let probe = Command::new("setpriv")
         .args([DROP, "--", "cat", locked])
         .output();
@@ -481,13 +482,23 @@ pub fn without_dac_override(cmd: Command, locked: &str) -> Option<Command> {
             return None;
         }
     }
+    Some(without_dac_override_unchecked(&cmd))
+}
+
+/// `setpriv`'s argument that takes away root's power to ignore file modes.
+pub const DROP_DAC_OVERRIDE: &str = "--bounding-set=-dac_override,-dac_read_search";
+
+/// `cmd` (program, arguments, environment, folder) run under `setpriv`
+/// without the capabilities that bypass file permissions. The caller has
+/// checked that this takes effect here.
+pub fn without_dac_override_unchecked(cmd: &Command) -> Command {
     let mut wrapped = Command::new("setpriv");
     wrapped
-        .arg(DROP)
+        .arg(DROP_DAC_OVERRIDE)
         .arg("--")
         .arg(cmd.get_program())
-        .args(cmd.get_args());
-    wrapped.env_clear();
+        .args(cmd.get_args())
+        .env_clear();
     for (name, value) in cmd.get_envs() {
         if let Some(value) = value {
             wrapped.env(name, value);
@@ -496,7 +507,7 @@ pub fn without_dac_override(cmd: Command, locked: &str) -> Option<Command> {
     if let Some(dir) = cmd.get_current_dir() {
         wrapped.current_dir(dir);
     }
-    Some(wrapped)
+    wrapped
 }
 
 // ---------------------------------------------------------------------------
