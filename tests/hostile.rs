@@ -149,6 +149,19 @@ fn mkfifo(path: &Path) {
     assert!(made.success(), "mkfifo {}", path.display());
 }
 
+/// A named pipe `fifo.<ext>` in `dir`, and a device `null.<ext>` beside it
+/// where this user may make one (else a loud skip naming `check`).
+fn pipe_and_device(dir: &Path, ext: &str, check: &str) -> Vec<std::path::PathBuf> {
+    let fifo = dir.join(format!("fifo.{ext}"));
+    mkfifo(&fifo);
+    let null = dir.join(format!("null.{ext}"));
+    let mut paths = vec![fifo];
+    if mknod_null(&null, check) {
+        paths.push(null);
+    }
+    paths
+}
+
 /// A character device like /dev/null at `path`; `false`, after a loud
 /// skip, where this user may not make device nodes.
 fn mknod_null(path: &Path, check: &str) -> bool {
@@ -1159,13 +1172,7 @@ fn database_symlink_loop_is_refused() {
 #[test]
 fn database_that_is_a_pipe_or_a_device_is_refused() {
     let outside = tempfile::tempdir().unwrap();
-    let fifo = outside.path().join("fifo.db");
-    mkfifo(&fifo);
-    let null = outside.path().join("null.db");
-    let mut paths = vec![fifo];
-    if mknod_null(&null, "a database that is a device") {
-        paths.push(null);
-    }
+    let paths = pipe_and_device(outside.path(), "db", "a database that is a device");
     let sandbox = deployment();
     for path in paths {
         let mut cmd = sandbox.command();
@@ -1379,13 +1386,7 @@ fn env_file_that_is_a_pipe_or_a_device_is_refused() {
     // Outside the sandbox, whose snapshot reads every file (and would
     // block on the pipe itself).
     let outside = tempfile::tempdir().unwrap();
-    let fifo = outside.path().join("fifo.env");
-    mkfifo(&fifo);
-    let null = outside.path().join("null");
-    let mut paths = vec![fifo];
-    if mknod_null(&null, "ENV_FILE that is a device") {
-        paths.push(null);
-    }
+    let paths = pipe_and_device(outside.path(), "env", "ENV_FILE that is a device");
     let sandbox = deployment();
     for path in paths {
         let mut cmd = sandbox.command();
