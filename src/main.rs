@@ -41,12 +41,7 @@ fn main() -> std::process::ExitCode {
     let options = cli.options();
     let result = mai_provision::run(&options);
     let code = exit::for_result(&result, options.check);
-    let elapsed = started.elapsed();
-    report::finish(&result, code, elapsed, &options);
-    termination::write(
-        &termination::path(),
-        &termination::message(&result, code, elapsed),
-    );
+    report::finish(&result, code, started.elapsed(), &options);
     code.code().into()
 }
 

@@ -320,7 +320,8 @@ pub fn summary(outcome: &Outcome, elapsed: Duration) -> String {
     )
 }
 
-/// Log the last line, and print the JSON report or the plan.
+/// Log the last line, print the JSON report or the plan, and leave the
+/// outcome in the termination log.
 pub fn finish(
     result: &Result<Outcome, Error>,
     code: ExitCode,
@@ -345,6 +346,10 @@ pub fn finish(
     if options.output == OutputFormat::Json {
         println!("{}", json_report(result, code, elapsed));
     }
+    crate::termination::write(
+        &crate::termination::path(),
+        &crate::termination::message(result, code, elapsed),
+    );
 }
 
 fn json_report(result: &Result<Outcome, Error>, code: ExitCode, elapsed: Duration) -> String {
