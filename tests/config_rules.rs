@@ -16,43 +16,11 @@ const CONFIG: i32 = 78;
 const NO_PERMISSION: i32 = 77;
 const USAGE: i32 = 64;
 
-/// The `.env` a deployment already has: a refused run must not rewrite it
-/// (nor back it up), and must not show the key it holds.
-fn existing_env() -> String {
-    format!("# operator's notes\nOPENROUTER_API_KEY={OTHER_KEY}\nCUSTOM_FLAG=keep\n")
-}
-
-/// A migrated database holding our row, and an existing `.env`.
-fn deployment() -> Sandbox {
-    let sandbox = Sandbox::with_shape(Shape::Startup);
-    sandbox.sql(&format!(
-        "INSERT INTO client_organizations (id, name, openrouter_api_key, created_at, updated_at) \
-         VALUES ('{ACME_ID}', 'Acme', '{OTHER_KEY}', 1000, 2000)"
-    ));
-    sandbox.write_env(&existing_env());
-    sandbox
-}
-
-/// Run `cmd` and assert that it exits with `code`, mentions every needle,
-/// leaks no secret, and leaves every file under the sandbox untouched.
+/// `common::refused_by`, and the `.env` still exactly the one `deployment`
+/// wrote.
 #[track_caller]
-fn refused_by(sandbox: &Sandbox, mut cmd: Command, case: &str, code: i32, needles: &[&str]) -> Run {
-    let before = sandbox.snapshot();
-    let run = Run::from(cmd.output().expect("run binary"));
-    assert_eq!(
-        run.code, code,
-        "{case}: exit code\nstdout:\n{}\nstderr:\n{}",
-        run.stdout, run.stderr
-    );
-    run.expect(code);
-    let all = run.output();
-    for needle in needles {
-        assert!(
-            all.contains(needle),
-            "{case}: output does not mention {needle:?}:\n{all}"
-        );
-    }
-    before.assert_same(&sandbox.snapshot(), case);
+fn refused_by(sandbox: &Sandbox, cmd: Command, case: &str, code: i32, needles: &[&str]) -> Run {
+    let run = common::refused_by(sandbox, cmd, case, code, needles);
     assert_eq!(sandbox.env_text(), existing_env(), "{case}");
     run
 }

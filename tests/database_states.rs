@@ -9,12 +9,11 @@ use std::fs;
 use common::*;
 
 /// Run with `--production`, expect `code`, and check nothing changed.
+#[track_caller]
 fn refused(sandbox: &Sandbox, code: i32, vars: &[(&str, &str)], mentions: &[&str]) -> Run {
-    let before = sandbox.snapshot();
-    let run = sandbox.run_with(&["--production"], vars);
-    run.expect(code).assert_mentions(mentions);
-    before.assert_same(&sandbox.snapshot(), "a refused run");
-    run
+    let mut cmd = sandbox.command();
+    cmd.arg("--production").envs(vars.iter().copied());
+    refused_by(sandbox, cmd, "a refused run", code, mentions)
 }
 
 #[test]
@@ -187,14 +186,17 @@ fn a_read_only_database_is_a_permission_error() {
     fs::set_permissions(sandbox.db_path(), fs::Permissions::from_mode(0o444)).unwrap();
     let mut cmd = sandbox.command();
     cmd.arg("--production");
-    let Some(mut cmd) = without_dac_override(cmd, probe.to_str().unwrap()) else {
+    let Some(cmd) = without_dac_override(cmd, probe.to_str().unwrap()) else {
         return;
     };
     fs::remove_file(&probe).unwrap();
-    let before = sandbox.snapshot();
-    let run = Run::from(cmd.output().unwrap());
-    run.expect(77).assert_mentions(&["read-only", "webui.db"]);
-    before.assert_same(&sandbox.snapshot(), "a read-only database");
+    refused_by(
+        &sandbox,
+        cmd,
+        "a read-only database",
+        77,
+        &["read-only", "webui.db"],
+    );
 }
 
 #[test]

@@ -21,7 +21,7 @@ const UMASKS: [&str; 3] = ["000", "022", "077"];
 /// A deployment whose run writes all three files: an old `.env` (so there
 /// is a backup) without a secret key, and none configured (so one is
 /// generated and stored).
-fn deployment() -> Sandbox {
+fn writing_deployment() -> Sandbox {
     let sandbox = Sandbox::with_shape(Shape::Startup);
     sandbox.write_env("KEEP=1\n");
     sandbox
@@ -58,7 +58,7 @@ fn temp_of(sandbox: &Sandbox, target: &str) -> PathBuf {
 
 #[test]
 fn temp_files_are_born_with_at_most_their_mode_and_get_it_before_any_byte() {
-    let template = deployment();
+    let template = writing_deployment();
     for env_mode in ENV_MODES {
         for umask in UMASKS {
             let targets = [
@@ -101,7 +101,7 @@ fn temp_files_are_born_with_at_most_their_mode_and_get_it_before_any_byte() {
 
 #[test]
 fn the_files_have_their_modes_whatever_the_umask() {
-    let template = deployment();
+    let template = writing_deployment();
     for env_mode in ENV_MODES {
         for umask in UMASKS {
             let context = format!("ENV_FILE_MODE {env_mode:o}, umask {umask}");

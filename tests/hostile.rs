@@ -17,7 +17,7 @@ use std::io::{ErrorKind, Write as _};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -33,115 +33,6 @@ const NO_PERMISSION: i32 = 77;
 const EVIL_HOST: &str = "https://evil.example";
 
 // ------------------------------------------------------------------ helpers
-
-/// The `.env` a deployment already has. It lacks most managed keys, so any
-/// run that gets as far as writing would rewrite it (and back it up).
-fn existing_env() -> String {
-    format!("# operator's notes\nOPENROUTER_API_KEY={OTHER_KEY}\nCUSTOM_FLAG=keep\n")
-}
-
-/// A migrated database whose row holds another key (so a run would update
-/// it), and an existing `.env`: a refused run has something to spoil.
-fn deployment() -> Sandbox {
-    let sandbox = Sandbox::with_shape(Shape::Startup);
-    seed_row(&sandbox);
-    sandbox.write_env(&existing_env());
-    sandbox
-}
-
-fn seed_row(sandbox: &Sandbox) {
-    sandbox.sql(&format!(
-        "INSERT INTO client_organizations (id, name, openrouter_api_key, created_at, updated_at) \
-         VALUES ('{ACME_ID}', 'Acme', '{OTHER_KEY}', 1000, 2000)"
-    ));
-}
-
-/// What a refused run must leave alone: every file of the sandbox (bytes,
-/// mode, mtime, inode), and, spelled out, the database's and the `.env`'s
-/// bytes.
-struct Untouched {
-    files: Files,
-    env: Option<Vec<u8>>,
-    db: Option<Vec<u8>>,
-}
-
-impl Untouched {
-    fn record(sandbox: &Sandbox) -> Self {
-        Self {
-            files: sandbox.snapshot(),
-            env: fs::read(sandbox.env_path()).ok(),
-            db: fs::read(sandbox.db_path()).ok(),
-        }
-    }
-
-    #[track_caller]
-    fn check(&self, sandbox: &Sandbox, case: &str) {
-        assert!(
-            fs::read(sandbox.env_path()).ok() == self.env,
-            "{case}: the .env changed"
-        );
-        assert!(
-            fs::read(sandbox.db_path()).ok() == self.db,
-            "{case}: the database changed"
-        );
-        self.files.assert_same(&sandbox.snapshot(), case);
-    }
-}
-
-/// Run `cmd`; assert the exit code, every needle in the output, no secret,
-/// and nothing changed.
-#[track_caller]
-fn refused_by(sandbox: &Sandbox, mut cmd: Command, case: &str, code: i32, needles: &[&str]) -> Run {
-    let before = Untouched::record(sandbox);
-    let run = Run::from(output_within(&mut cmd, HANG).expect("run binary"));
-    assert_eq!(
-        run.code, code,
-        "{case}: exit code\nstdout:\n{}\nstderr:\n{}",
-        run.stdout, run.stderr
-    );
-    run.expect(code).assert_mentions(needles);
-    before.check(sandbox, case);
-    // Shown with --nocapture: the matrix's messages, for a human to judge.
-    println!("[{case}] exit {code}: {}", run.stderr.trim());
-    run
-}
-
-/// Longer than any refusal takes, LOCK_TIMEOUT included.
-const HANG: Duration = Duration::from_secs(60);
-
-/// The run's output; a run that outlives `limit` is killed and fails the
-/// test, so that a hang (a pipe opened for reading, a device read to its
-/// end) fails instead of stalling the suite.
-fn output_within(cmd: &mut Command, limit: Duration) -> std::io::Result<Output> {
-    let dir = tempfile::tempdir()?;
-    let (out, err) = (dir.path().join("out"), dir.path().join("err"));
-    cmd.stdin(Stdio::null())
-        .stdout(fs::File::create(&out)?)
-        .stderr(fs::File::create(&err)?);
-    let mut child = cmd.spawn()?;
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "the run still ran after {limit:?}, killed: {:?} {:?}\nstderr so far:\n{}",
-                cmd.get_program(),
-                cmd.get_args().collect::<Vec<_>>(),
-                fs::read_to_string(&err).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    Ok(Output {
-        status,
-        stdout: fs::read(out)?,
-        stderr: fs::read(err)?,
-    })
-}
 
 /// A named pipe at `path`.
 fn mkfifo(path: &Path) {
