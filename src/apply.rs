@@ -69,9 +69,7 @@ pub fn apply(
 }
 
 pub fn backup_path(env_file: &Path) -> PathBuf {
-    let mut name = env_file.file_name().unwrap_or_default().to_os_string();
-    name.push(".backup");
-    env_file.with_file_name(name)
+    crate::paths::with_name_suffix(env_file, ".backup")
 }
 
 /// Temp files of a run that was killed; we hold the lock, so no live run

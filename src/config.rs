@@ -97,10 +97,7 @@ pub struct Config {
 impl Config {
     /// The directory that holds the database, its lock and the stored secret.
     pub fn database_dir(&self) -> &Path {
-        match self.database_path.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir,
-            _ => Path::new("."),
-        }
+        crate::paths::dir_of(&self.database_path)
     }
 
     pub fn secret_key_store(&self) -> PathBuf {

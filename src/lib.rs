@@ -13,6 +13,7 @@ pub mod hooks;
 pub mod identity;
 pub mod lock;
 pub mod logging;
+pub mod paths;
 pub mod plan;
 pub mod report;
 pub mod secret;
@@ -158,9 +159,7 @@ fn take_locks(
 }
 
 fn env_lock_path(env_file: &Path) -> PathBuf {
-    let mut name = env_file.file_name().unwrap_or_default().to_os_string();
-    name.push(".lock");
-    env_file.with_file_name(name)
+    paths::with_name_suffix(env_file, ".lock")
 }
 
 /// 32 bytes from the OS random source, hex-encoded.

@@ -25,10 +25,7 @@ pub enum FileState {
 }
 
 pub fn probe(path: &Path) -> Result<FileState, DbError> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
+    let dir = crate::paths::dir_of(path);
     match fs::metadata(path) {
         Ok(meta) if meta.is_dir() => Err(DbError::IsDirectory {
             path: path.to_owned(),

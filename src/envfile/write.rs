@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 use tempfile::{Builder, NamedTempFile};
 
+use crate::paths::dir_of;
+
 use crate::signals::Interrupted;
 
 /// Every temp file of ours ends so, which is how leftovers are recognised.
@@ -82,7 +84,7 @@ fn write_advice(source: &io::Error) -> &'static str {
 /// Where a write to `path` really goes: the file itself, or the target of a
 /// symbolic link that stays in the same directory.
 pub fn resolve_target(path: &Path) -> Result<PathBuf, OutputError> {
-    let dir = parent_dir(path);
+    let dir = dir_of(path);
     match fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_symlink() => {
             let target = fs::canonicalize(path).map_err(|_| OutputError::DanglingLink {
@@ -170,13 +172,6 @@ fn read_error(path: &Path, source: io::Error) -> OutputError {
     }
 }
 
-fn parent_dir(path: &Path) -> &Path {
-    match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    }
-}
-
 /// New content, complete and on disk, waiting to replace `target`.
 #[derive(Debug)]
 pub struct PreparedFile {
@@ -186,7 +181,7 @@ pub struct PreparedFile {
 
 impl PreparedFile {
     pub fn create(target: &Path, content: &[u8], mode: u32) -> Result<Self, OutputError> {
-        let dir = parent_dir(target);
+        let dir = dir_of(target);
         let name = target
             .file_name()
             .map(|n| n.to_string_lossy())
@@ -253,7 +248,7 @@ impl PreparedFile {
 }
 
 fn sync_dir(target: &Path) -> Result<(), OutputError> {
-    let dir = parent_dir(target);
+    let dir = dir_of(target);
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|source| OutputError::Write {
@@ -265,7 +260,7 @@ fn sync_dir(target: &Path) -> Result<(), OutputError> {
 /// Remove temp files that a killed run of ours left beside `target`.
 /// Only called under the lock, so none of them is still being written.
 pub fn remove_leftovers(target: &Path) -> usize {
-    let dir = parent_dir(target);
+    let dir = dir_of(target);
     let Some(name) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else {
         return 0;
     };
