@@ -9,6 +9,4 @@ mod write;
 pub use merge::{KeyChange, KeyStatus, MARKER, ManagedKey, Merged, merge};
 pub use parse::{Binding, Document};
 pub use render::{RenderError, render_value};
-pub use write::{
-    OutputError, PreparedFile, read_existing, remove_leftovers, resolve_target, temp_file_suffix,
-};
+pub use write::{OutputError, PreparedFile, read_existing, remove_leftovers, resolve_target};

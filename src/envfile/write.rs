@@ -20,10 +20,6 @@ const TEMP_SUFFIX: &str = ".mai-provision.tmp";
 /// An existing file larger than this is not a `.env`; refuse to load it.
 const MAX_EXISTING_BYTES: u64 = 4 * 1024 * 1024;
 
-pub fn temp_file_suffix() -> &'static str {
-    TEMP_SUFFIX
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
     #[error("the directory of {} does not exist. Create it or mount the shared volume there.", path.display())]
@@ -58,18 +54,6 @@ pub enum OutputError {
     AppearedMeanwhile { path: PathBuf },
     #[error(transparent)]
     Interrupted(#[from] Interrupted),
-}
-
-impl OutputError {
-    /// The I/O error underneath, for the exit code.
-    pub fn io_kind(&self) -> Option<io::ErrorKind> {
-        match self {
-            Self::Read { source, .. }
-            | Self::Create { source, .. }
-            | Self::Write { source, .. } => Some(source.kind()),
-            _ => None,
-        }
-    }
 }
 
 /// What to do about a failed write; a full disk is the one an operator
