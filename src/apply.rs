@@ -1,8 +1,9 @@
-//! Carrying out a plan: the thin layer of effects. The order keeps every
-//! crash recoverable: the new `.env` is complete on disk before the
-//! database commits, and it replaces the old one only after the commit. A
-//! run killed at any point leaves the old or the new state of each file,
-//! and the next run converges.
+//! Carrying out a plan: the thin layer of effects. Everything that can
+//! fail is prepared before the database commits: the new key store, the new
+//! `.env` and the backup of the old one are complete on disk as temp files.
+//! After the commit only renames remain, the `.env` last. A run refused or
+//! killed before the commit leaves every file as it was; one killed after it
+//! leaves the old or the new state of each file, and the next run converges.
 
 use std::path::{Path, PathBuf};
 
@@ -13,7 +14,7 @@ use crate::db::{self, Access, DbError};
 use crate::envfile::{self, PreparedFile};
 use crate::error::Error;
 use crate::hooks::checkpoint;
-use crate::plan::{self, DatabasePlan, DatabaseState, Plan};
+use crate::plan::{self, DatabasePlan, DatabaseState, Plan, SecretKeySource};
 
 const SECRET_KEY_MODE: u32 = 0o600;
 
@@ -26,6 +27,13 @@ pub struct Applied {
     pub connection: Option<Connection>,
 }
 
+/// The files a run replaces, written and synced, waiting for their rename.
+struct Prepared {
+    secret_key: Option<PreparedFile>,
+    env: Option<PreparedFile>,
+    backup: Option<PreparedFile>,
+}
+
 pub fn apply(
     plan: &Plan,
     config: &Config,
@@ -33,31 +41,22 @@ pub fn apply(
     now: i64,
 ) -> Result<Applied, Error> {
     remove_leftovers(plan, config);
-    let secret_key_stored = store_secret_key(plan)?;
-    checkpoint("secret-stored")?;
-    let prepared = match &plan.env.new_text {
-        Some(text) => Some(PreparedFile::create(
-            &plan.env.path,
-            text.as_bytes(),
-            config.env_file_mode,
-        )?),
-        None => None,
-    };
-    checkpoint("env-prepared")?;
+    let prepared = prepare(plan, config)?;
     let (database, connection) = apply_database(plan, config, connection, now)?;
     checkpoint("database-committed")?;
-    let env_written = prepared.is_some();
-    if let Some(prepared) = prepared {
-        if let Some(old) = &plan.env.old_text {
-            PreparedFile::create(
-                &backup_path(&plan.env.path),
-                old.as_bytes(),
-                config.env_file_mode,
-            )?
-            .commit()?;
-            checkpoint("backup-written")?;
-        }
-        prepared.commit()?;
+    let secret_key_stored = prepared.secret_key.is_some();
+    if let Some(store) = prepared.secret_key {
+        store.commit()?;
+        log_stored_key(plan);
+        checkpoint("secret-stored")?;
+    }
+    if let Some(backup) = prepared.backup {
+        backup.commit()?;
+        checkpoint("backup-written")?;
+    }
+    let env_written = prepared.env.is_some();
+    if let Some(env) = prepared.env {
+        env.commit()?;
         checkpoint("env-committed")?;
     }
     Ok(Applied {
@@ -68,6 +67,52 @@ pub fn apply(
     })
 }
 
+fn prepare(plan: &Plan, config: &Config) -> Result<Prepared, Error> {
+    // No line break after the key: the start script's `$(cat file)` must
+    // yield exactly the key.
+    let secret_key = match &plan.secret_key.store_at {
+        Some(path) => Some(PreparedFile::create(
+            path,
+            plan.secret_key.value.expose().as_bytes(),
+            SECRET_KEY_MODE,
+        )?),
+        None => None,
+    };
+    checkpoint("secret-prepared")?;
+    let env = match &plan.env.new_text {
+        Some(text) => Some(PreparedFile::create(
+            &plan.env.path,
+            text.as_bytes(),
+            config.env_file_mode,
+        )?),
+        None => None,
+    };
+    checkpoint("env-prepared")?;
+    let backup = match (&plan.env.new_text, &plan.env.old_text) {
+        (Some(_), Some(old)) => Some(PreparedFile::create(
+            &backup_path(&plan.env.path),
+            old.as_bytes(),
+            config.env_file_mode,
+        )?),
+        _ => None,
+    };
+    checkpoint("backup-prepared")?;
+    Ok(Prepared {
+        secret_key,
+        env,
+        backup,
+    })
+}
+
+fn log_stored_key(plan: &Plan) {
+    let path = plan.secret_key.store_at.as_deref().unwrap_or(Path::new(""));
+    if plan.secret_key.source == SecretKeySource::Generated {
+        tracing::info!(path = %path.display(), "stored a new WEBUI_SECRET_KEY");
+    } else {
+        tracing::info!(path = %path.display(), "stored WEBUI_SECRET_KEY for the start script");
+    }
+}
+
 pub fn backup_path(env_file: &Path) -> PathBuf {
     crate::paths::with_name_suffix(env_file, ".backup")
 }
@@ -76,26 +121,12 @@ pub fn backup_path(env_file: &Path) -> PathBuf {
 /// is writing them.
 fn remove_leftovers(plan: &Plan, config: &Config) {
     let mut removed = envfile::remove_leftovers(&plan.env.path);
-    if config.data_dir.is_dir() {
-        removed += envfile::remove_leftovers(&config.secret_key_store());
+    if crate::paths::dir_of(&config.secret_key_store).is_dir() {
+        removed += envfile::remove_leftovers(&config.secret_key_store);
     }
     if removed > 0 {
         tracing::info!(removed, "removed temp files left by an interrupted run");
     }
-}
-
-fn store_secret_key(plan: &Plan) -> Result<bool, Error> {
-    let Some(path) = &plan.secret_key.store_at else {
-        return Ok(false);
-    };
-    PreparedFile::create(
-        path,
-        plan.secret_key.value.expose().as_bytes(),
-        SECRET_KEY_MODE,
-    )?
-    .commit_new()?;
-    tracing::info!(path = %path.display(), "stored a new WEBUI_SECRET_KEY");
-    Ok(true)
 }
 
 fn apply_database(
@@ -136,7 +167,8 @@ fn write_in_transaction(
         .map_err(DbError::sqlite(path, "transaction start"))?;
     checkpoint("transaction-open")?;
     let mut schema = db::inspect(&tx, path)?;
-    if schema.is_none() && create_schema {
+    let created = schema.is_none() && create_schema;
+    if created {
         db::create_standalone_schema(&tx, path)?;
         checkpoint("schema-created")?;
         schema = db::inspect(&tx, path)?;
@@ -152,9 +184,19 @@ fn write_in_transaction(
         )?)),
         None => DatabaseState::Empty,
     };
-    let fresh = plan::plan_database(config, &plan.id, &state, now)?;
-    if let DatabasePlan::Write { write, .. } = &fresh {
-        db::write_row(&tx, path, write)?;
+    let mut fresh = plan::plan_database(config, &plan.id, &state, now)?;
+    if let DatabasePlan::Write {
+        create_schema,
+        add_columns,
+        row,
+        ..
+    } = &mut fresh
+    {
+        *create_schema = created;
+        db::add_columns(&tx, path, add_columns)?;
+        if let Some(change) = row {
+            db::write_row(&tx, path, &change.write)?;
+        }
     }
     checkpoint("before-commit")?;
     tx.commit().map_err(DbError::sqlite(path, "commit"))?;

@@ -4,10 +4,8 @@ use std::time::Duration;
 
 use clap::{ArgGroup, CommandFactory, FromArgMatches, Parser, ValueEnum};
 
-use crate::config::{Mode, vars};
+use crate::config::{MAX_WAIT_SECS, Mode, vars};
 use crate::exit::{self, ExitCode};
-
-pub const DEFAULT_WAIT_FOR_DATABASE: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum OutputFormat {
@@ -51,8 +49,14 @@ pub struct Cli {
 
     /// Wait up to SECONDS (default 300) for the application to create its
     /// schema before the database step (first boot).
-    #[arg(long, value_name = "SECONDS", num_args = 0..=1, require_equals = true, default_missing_value = "300")]
+    #[arg(long, value_name = "SECONDS", num_args = 0..=1, require_equals = true, default_missing_value = DEFAULT_WAIT_TEXT)]
     pub wait_for_database: Option<f64>,
+
+    /// Native sidecar: wait for the application's schema (as
+    /// --wait-for-database does), provision, then stay idle until SIGTERM
+    /// and exit 0.
+    #[arg(long, conflicts_with_all = ["dry_run", "check"])]
+    pub sidecar: bool,
 
     /// Print the version and the SQLite version.
     #[arg(short = 'V', long)]
@@ -67,7 +71,13 @@ pub struct Options {
     pub check: bool,
     pub output: OutputFormat,
     pub wait_for_database: Option<Duration>,
+    /// Stay idle after provisioning until a termination signal.
+    pub sidecar: bool,
 }
+
+/// clap wants the default as text; the test below keeps it equal to the
+/// configuration's constant.
+const DEFAULT_WAIT_TEXT: &str = "300";
 
 impl Cli {
     /// Parse the process's arguments. `Err` carries the exit code after
@@ -92,9 +102,9 @@ impl Cli {
 
     fn validated(self) -> Result<Self, ExitCode> {
         if let Some(seconds) = self.wait_for_database {
-            if !seconds.is_finite() || !(0.0..=86_400.0).contains(&seconds) {
+            if !seconds.is_finite() || !(0.0..=MAX_WAIT_SECS).contains(&seconds) {
                 eprintln!(
-                    "error: --wait-for-database takes 0 to 86400 seconds\n\nFor more information, try '--help'."
+                    "error: --wait-for-database takes 0 to {MAX_WAIT_SECS} seconds\n\nFor more information, try '--help'."
                 );
                 return Err(ExitCode::Usage);
             }
@@ -116,6 +126,7 @@ impl Cli {
             check: self.check,
             output: self.output,
             wait_for_database: self.wait_for_database.map(Duration::from_secs_f64),
+            sidecar: self.sidecar,
         }
     }
 }
@@ -136,4 +147,16 @@ fn after_help() -> String {
         text.push_str(&format!("  {:>3}  {meaning}\n", code.code()));
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DEFAULT_WAIT_FOR_DATABASE;
+
+    #[test]
+    fn the_default_wait_is_the_configuration_s() {
+        let seconds: u64 = DEFAULT_WAIT_TEXT.parse().unwrap();
+        assert_eq!(Duration::from_secs(seconds), DEFAULT_WAIT_FOR_DATABASE);
+    }
 }

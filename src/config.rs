@@ -25,6 +25,13 @@ pub const DEFAULT_MARKUP_RATE: f64 = 1.3;
 pub const DEFAULT_LOCK_TIMEOUT_SECS: f64 = 60.0;
 pub const UNLIMITED: &str = "unlimited";
 pub const DATABASE_FILE_NAME: &str = "webui.db";
+/// The name of the key store in DATA_DIR, and of the file the image's start
+/// script reads (in its working directory, `/app/backend`).
+pub const SECRET_KEY_STORE_NAME: &str = ".webui_secret_key";
+/// How long `--wait-for-database` (and `WAIT_FOR_DATABASE=true`) waits.
+pub const DEFAULT_WAIT_FOR_DATABASE: Duration = Duration::from_secs(300);
+/// The longest wait, for the lock or for the schema: a day.
+pub const MAX_WAIT_SECS: f64 = 86_400.0;
 
 /// Larger values are typos or attacks, never configuration; refusing them
 /// early keeps them out of logs and files.
@@ -34,7 +41,6 @@ const NAME_CHARS: std::ops::RangeInclusive<usize> = 3..=100;
 const MIN_API_KEY_CHARS: usize = 20;
 const EXTERNAL_USER_CHARS: std::ops::RangeInclusive<usize> = 3..=64;
 const MAX_MARKUP_RATE: f64 = 100.0;
-const MAX_LOCK_TIMEOUT_SECS: f64 = 86_400.0;
 const MAX_MODEL_ID_CHARS: usize = 200;
 const MAX_SECRET_KEY_CHARS: usize = 4096;
 
@@ -86,9 +92,14 @@ pub struct Config {
     pub database_path: PathBuf,
     pub env_file: PathBuf,
     pub env_file_mode: u32,
+    /// Where the job keeps WEBUI_SECRET_KEY for the image's start script.
+    pub secret_key_store: PathBuf,
     pub lock_timeout: Duration,
     pub create_schema: bool,
     pub require_database: bool,
+    /// `ORGANIZATION_ACTIVE`: `None` keeps an existing row's state (a new
+    /// row is active); `Some` sets it.
+    pub organization_active: Option<bool>,
     pub mode: Option<Mode>,
     /// `Some` when the job should wait for the application's schema.
     pub wait_for_database: Option<Duration>,
@@ -98,10 +109,6 @@ impl Config {
     /// The directory that holds the database, its lock and the stored secret.
     pub fn database_dir(&self) -> &Path {
         crate::paths::dir_of(&self.database_path)
-    }
-
-    pub fn secret_key_store(&self) -> PathBuf {
-        self.data_dir.join(".webui_secret_key")
     }
 }
 
@@ -161,6 +168,8 @@ struct RawEnv {
     model_ids: Option<String>,
     webui_secret_key: Option<String>,
     webui_secret_key_file: Option<String>,
+    webui_secret_key_store: Option<String>,
+    organization_active: Option<String>,
     database_url: Option<String>,
     data_dir: Option<String>,
     env_file: Option<String>,
@@ -238,6 +247,7 @@ fn build(raw: RawEnv) -> Result<Config, ConfigError> {
         model_ids: raw.model_ids.as_deref().map(model_ids).transpose()?,
         webui_secret_key: webui_secret_key(raw.webui_secret_key, raw.webui_secret_key_file)?,
         database_path: database_path(raw.database_url.as_deref(), &data_dir)?,
+        secret_key_store: secret_key_store(raw.webui_secret_key_store, &data_dir)?,
         data_dir,
         env_file: env_file(raw.env_file)?,
         env_file_mode: file_mode(raw.env_file_mode.as_deref())?,
@@ -248,6 +258,11 @@ fn build(raw: RawEnv) -> Result<Config, ConfigError> {
         )?,
         create_schema,
         require_database,
+        organization_active: raw
+            .organization_active
+            .as_deref()
+            .map(|raw| boolean("ORGANIZATION_ACTIVE", Some(raw)))
+            .transpose()?,
         mode: raw.provision_mode.as_deref().map(mode).transpose()?,
         wait_for_database: raw
             .wait_for_database
@@ -699,12 +714,28 @@ fn database_path(url: Option<&str>, data_dir: &Path) -> Result<PathBuf, ConfigEr
 
 fn env_file(raw: Option<String>) -> Result<PathBuf, ConfigError> {
     let path = raw.unwrap_or_else(|| DEFAULT_ENV_FILE.to_owned());
+    file_path(
+        "ENV_FILE",
+        path,
+        "Set it to the file the application loads, e.g. ENV_FILE=/shared/.env.",
+    )
+}
+
+fn secret_key_store(raw: Option<String>, data_dir: &Path) -> Result<PathBuf, ConfigError> {
+    match raw {
+        None => Ok(data_dir.join(SECRET_KEY_STORE_NAME)),
+        Some(path) => file_path(
+            "WEBUI_SECRET_KEY_STORE",
+            path,
+            "Set it to a file on a volume that outlives the container, e.g. WEBUI_SECRET_KEY_STORE=/run/mai/.webui_secret_key.",
+        ),
+    }
+}
+
+/// A path that must name a file: a trailing `/` can only mean a folder.
+fn file_path(var: &'static str, path: String, fix: &'static str) -> Result<PathBuf, ConfigError> {
     if path.ends_with('/') {
-        return Err(ConfigError::invalid(
-            "ENV_FILE",
-            "names a directory",
-            "Set it to the file the application loads, e.g. ENV_FILE=/shared/.env.",
-        ));
+        return Err(ConfigError::invalid(var, "names a directory", fix));
     }
     Ok(PathBuf::from(path))
 }
@@ -732,11 +763,11 @@ fn seconds(var: &'static str, raw: Option<&str>, default: f64) -> Result<Duratio
             .trim()
             .parse::<f64>()
             .ok()
-            .filter(|s| s.is_finite() && (0.0..=MAX_LOCK_TIMEOUT_SECS).contains(s))
+            .filter(|s| s.is_finite() && (0.0..=MAX_WAIT_SECS).contains(s))
             .ok_or_else(|| {
                 ConfigError::invalid(
                     var,
-                    format!("must be a number of seconds from 0 to {MAX_LOCK_TIMEOUT_SECS}"),
+                    format!("must be a number of seconds from 0 to {MAX_WAIT_SECS}"),
                     format!("e.g. {var}=60"),
                 )
             })?,
@@ -747,7 +778,7 @@ fn seconds(var: &'static str, raw: Option<&str>, default: f64) -> Result<Duratio
 fn wait_for_database(raw: &str) -> Result<Option<Duration>, ConfigError> {
     match raw.trim().to_ascii_lowercase().as_str() {
         "false" | "0" | "no" | "off" => Ok(None),
-        "true" | "yes" | "on" => Ok(Some(crate::cli::DEFAULT_WAIT_FOR_DATABASE)),
+        "true" | "yes" | "on" => Ok(Some(DEFAULT_WAIT_FOR_DATABASE)),
         _ => seconds("WAIT_FOR_DATABASE", Some(raw), 0.0).map(Some),
     }
 }

@@ -6,11 +6,13 @@
 //! a release binary ignores these variables.
 //!
 //! The steps, in the order a run reaches them: `locked`,
-//! `temp-created:.webui_secret_key`, `secret-stored`, `temp-created:<env
-//! file name>`, `env-prepared`, `transaction-open`, `schema-created`,
-//! `before-commit`, `database-committed`, `temp-created:<env file
-//! name>.backup`, `backup-written`, `env-committed`. A step is reached only
-//! when the run does that work (no `schema-created` without CREATE_SCHEMA).
+//! `temp-created:<key store name>`, `secret-prepared`, `temp-created:<env
+//! file name>`, `env-prepared`, `temp-created:<env file name>.backup`,
+//! `backup-prepared`, `transaction-open`, `schema-created`, `before-commit`,
+//! `database-committed`, `secret-stored`, `backup-written`,
+//! `env-committed`. A step is reached only when the run does that work (no
+//! `schema-created` without CREATE_SCHEMA), except the `*-prepared` steps
+//! and `database-committed`, which every run passes.
 
 use crate::signals::Interrupted;
 

@@ -55,6 +55,45 @@ pub fn derive(name: &str) -> String {
     format!("{DERIVED_PREFIX}{}", &hex[..DERIVED_HEX_DIGITS])
 }
 
+/// What the application's user-mapping check expects of the id (a mismatch
+/// is only logged there, so a deployment with such an id still runs).
+pub const APPLICATION_ID_PATTERN: &str = "^mai_client_[a-zA-Z0-9_]+$";
+
+/// Ids and names the application treats specially, for the operator to
+/// confirm: none of them stops the run.
+pub fn warnings(id: &OrgId, name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if !matches_application_pattern(&id.value) {
+        out.push(format!(
+            "OPENROUTER_EXTERNAL_USER={} does not match {APPLICATION_ID_PATTERN}, the form the application's \
+             user-mapping check expects: it logs a mismatch for this organization. Keep the id if existing \
+             usage hangs on it; a new deployment should use the derived id ({}).",
+            id.value,
+            derive(name)
+        ));
+    }
+    if id.value.to_ascii_lowercase().contains("dev") {
+        out.push(format!(
+            "the organization id {} contains `dev`, which switches the application's start-up initializer \
+             into development mode: it adds every user of the instance to this organization.",
+            id.value
+        ));
+    }
+    if name.contains("DEV") {
+        out.push(format!(
+            "ORGANIZATION_NAME={name:?} contains `DEV`, which switches the application's start-up \
+             initializer into development mode: it adds every user of the instance to this organization."
+        ));
+    }
+    out
+}
+
+fn matches_application_pattern(id: &str) -> bool {
+    id.strip_prefix(DERIVED_PREFIX).is_some_and(|rest| {
+        !rest.is_empty() && rest.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    })
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
     // The ids found in files are shown escaped: a hostile `.env` or row
@@ -186,6 +225,31 @@ mod tests {
         assert!(check_env_id(&derived, None, Path::new(".env"), "Acme").is_ok());
         let explicit = OrgId::resolve(Some("new-id"), "Acme");
         assert!(check_env_id(&explicit, Some("old-id"), Path::new(".env"), "Acme").is_ok());
+    }
+
+    #[test]
+    fn ids_the_application_treats_specially_are_warned_about() {
+        let derived = OrgId::resolve(None, "Acme");
+        assert!(warnings(&derived, "Acme").is_empty());
+        let dashed = OrgId::resolve(Some("mai_client_a-b"), "Acme");
+        let text = warnings(&dashed, "Acme").join("\n");
+        assert!(text.contains(APPLICATION_ID_PATTERN), "{text}");
+        assert!(text.contains("mai_client_79d89452"), "{text}");
+        let other = OrgId::resolve(Some("client_1"), "Acme");
+        assert_eq!(warnings(&other, "Acme").len(), 1);
+        let dev = OrgId::resolve(Some("mai_client_DevTeam"), "Acme");
+        let text = warnings(&dev, "Acme").join("\n");
+        assert!(text.contains("development mode"), "{text}");
+        assert!(!text.contains(APPLICATION_ID_PATTERN), "{text}");
+        assert!(
+            warnings(&derived, "Acme DEV")
+                .join("\n")
+                .contains("development mode")
+        );
+        assert!(
+            warnings(&derived, "Acme Dev").is_empty(),
+            "names count only in capitals"
+        );
     }
 
     #[test]

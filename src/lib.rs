@@ -51,7 +51,19 @@ pub fn run(options: &Options) -> Result<Outcome, Error> {
         .into());
     }
     let env_file = envfile::resolve_target(&config.env_file)?;
-    let wait = options.wait_for_database.or(config.wait_for_database);
+    if options.sidecar && !mode.touches_database() {
+        return Err(config::ConfigError::Invalid {
+            var: "PROVISION_MODE",
+            problem: "is env, but --sidecar is for writing the organization row".to_owned(),
+            fix: "Use --sidecar with --production (or PROVISION_MODE=production).".to_owned(),
+        }
+        .into());
+    }
+    // A sidecar starts beside the application, before its schema exists.
+    let wait = options
+        .wait_for_database
+        .or(config.wait_for_database)
+        .or(options.sidecar.then_some(config::DEFAULT_WAIT_FOR_DATABASE));
     if let (true, Some(timeout)) = (mode.touches_database(), wait) {
         wait_for_schema(&config, timeout)?;
     }
@@ -77,10 +89,12 @@ pub fn run(options: &Options) -> Result<Outcome, Error> {
         return Ok(Outcome::planned(&plan, &config.database_path));
     }
     let applied = apply::apply(&plan, &config, reading.connection, now)?;
-    let verified = mode == Mode::Production;
-    if verified {
+    if mode == Mode::Production {
         verify::verify(&plan, &config, &applied)?;
     }
+    // `verified` promises that the application's lookup finds the row: a
+    // skipped database step is never verified.
+    let verified = mode == Mode::Production && applied.database.expected().is_some();
     Ok(Outcome::applied(
         &plan,
         &applied,
@@ -122,10 +136,13 @@ fn wait_for_schema(config: &Config, timeout: Duration) -> Result<(), Error> {
     }
 }
 
-/// The database lock serialises replicas on the shared volume; the `.env`
-/// lock also covers env-only runs writing the same file. LOCK_TIMEOUT
-/// bounds the wait for both together: one deadline, not one per lock, so
-/// that two holders in turn cannot double it.
+/// The folder locks serialise replicas on a shared volume: the database's
+/// folder, and the key store's (the same one by default), which env-only
+/// runs need too. The `.env` lock also covers runs writing the same file.
+/// Every run takes its folder locks in one order (by path) and the `.env`
+/// lock last, so that no two runs ever wait for each other in a circle.
+/// LOCK_TIMEOUT bounds the wait for all of them together: one deadline, not
+/// one per lock, so that two holders in turn cannot double it.
 fn take_locks(
     config: &Config,
     env_file: &Path,
@@ -134,7 +151,6 @@ fn take_locks(
 ) -> Result<Vec<Lock>, Error> {
     let started = Instant::now();
     let deadline = started + config.lock_timeout;
-    let mut locks = Vec::new();
     let database_dir = config.database_dir();
     let dir_exists = !matches!(database, Some(FileState::Missing { dir_exists: false }));
     if database.is_some() && !dir_exists && config.create_schema && !dry_run {
@@ -143,9 +159,23 @@ fn take_locks(
             source,
         })?;
     }
-    if database.is_some() && database_dir.is_dir() {
+    let mut folders: Vec<PathBuf> = Vec::new();
+    if database.is_some() {
+        folders.push(database_dir.to_owned());
+    }
+    folders.push(paths::dir_of(&config.secret_key_store).to_owned());
+    // The same folder may be named two ways; its lock is taken once.
+    let mut folders: Vec<PathBuf> = folders
+        .iter()
+        .filter(|dir| dir.is_dir())
+        .map(|dir| std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone()))
+        .collect();
+    folders.sort();
+    folders.dedup();
+    let mut locks = Vec::new();
+    for folder in folders {
         locks.push(lock::acquire_within(
-            &database_dir.join(LOCK_FILE_NAME),
+            &folder.join(LOCK_FILE_NAME),
             started,
             deadline,
         )?);

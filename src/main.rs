@@ -42,7 +42,20 @@ fn main() -> std::process::ExitCode {
     let result = mai_provision::run(&options);
     let code = exit::for_result(&result, options.check);
     report::finish(&result, code, started.elapsed(), &options);
+    if options.sidecar && code == exit::ExitCode::Ok {
+        return idle_until_stopped();
+    }
     code.code().into()
+}
+
+/// A native sidecar's work is done once it provisioned, but the kubelet
+/// restarts a sidecar that exits, whatever its code: stay until the pod
+/// stops, and then stopping is the expected end, so it exits 0.
+fn idle_until_stopped() -> std::process::ExitCode {
+    tracing::info!("sidecar: provisioned; idle until the pod stops (SIGTERM)");
+    let signal = signals::wait();
+    tracing::info!("sidecar: stopped by {}", signals::signal_name(signal));
+    exit::ExitCode::Ok.code().into()
 }
 
 /// A panic is a bug: report where, never the payload (it could hold a

@@ -8,15 +8,12 @@ use std::path::PathBuf;
 use rusqlite::types::Value;
 
 use crate::config::{Config, Mode};
-use crate::db::{self, Expected, RowWrite, Snapshot, UPDATABLE_COLUMNS};
+use crate::db::{self, Expected, INSERT_COLUMNS, RowWrite, Snapshot, UPDATABLE_COLUMNS};
 use crate::envfile::{self, Document, KeyChange, ManagedKey};
 use crate::error::Error;
 use crate::identity::{self, OrgId};
 use crate::secret::Secret;
 use crate::timestamp;
-
-/// What new rows get in the `timezone` column, as the application does.
-pub const DEFAULT_TIMEZONE: &str = "Europe/Warsaw";
 
 /// The world as read at the start of a run.
 #[derive(Debug, Clone)]
@@ -26,10 +23,32 @@ pub struct World {
     pub env_text: Option<String>,
     /// Its permission bits, which must match ENV_FILE_MODE.
     pub env_mode: Option<u32>,
-    /// The secret in `DATA_DIR/.webui_secret_key`, if any.
-    pub stored_secret: Option<Secret>,
-    pub data_dir_exists: bool,
+    /// What the key store (WEBUI_SECRET_KEY_STORE) holds.
+    pub stored_secret: StoredKey,
+    /// Whether the key store's folder exists, so that it can be written.
+    pub store_dir_exists: bool,
     pub database: DatabaseState,
+}
+
+/// The key store as read, the way the start script's `$(cat file)` reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoredKey {
+    /// No file, or nothing in it.
+    Absent,
+    Key(Secret),
+    /// A file that holds no usable key (not text, far too large).
+    Unusable {
+        problem: String,
+    },
+}
+
+impl StoredKey {
+    fn key(&self) -> Option<&Secret> {
+        match self {
+            Self::Key(key) => Some(key),
+            Self::Absent | Self::Unusable { .. } => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -83,19 +102,29 @@ pub enum RowAction {
     Update,
 }
 
+/// A change to the organization row.
+#[derive(Debug, Clone)]
+pub struct RowChange {
+    pub action: RowAction,
+    /// The columns that change (an insert names them all).
+    pub columns: Vec<&'static str>,
+    pub write: RowWrite,
+}
+
 #[derive(Debug, Clone)]
 pub enum DatabasePlan {
     NotInMode,
-    /// First boot: the application will create the schema and the row.
+    /// First boot: there is no schema to write the row into yet.
     Skip {
         reason: String,
     },
     Write {
         create_schema: bool,
-        action: RowAction,
-        /// The columns that change (an insert names them all).
-        columns: Vec<&'static str>,
-        write: RowWrite,
+        /// Columns the application's ORM reads that the table lacks; they
+        /// are added, in the same transaction, before the row is written.
+        add_columns: Vec<&'static str>,
+        /// `None` when the row is right and only the schema is repaired.
+        row: Option<Box<RowChange>>,
         expected: Expected,
     },
     Unchanged {
@@ -129,6 +158,12 @@ impl Plan {
             && self.secret_key.store_at.is_none()
             && !matches!(self.database, DatabasePlan::Write { .. })
     }
+
+    /// False when the row is (or stays) inactive: the application then
+    /// records no usage. `None` when the run does not reach the row.
+    pub fn organization_active(&self) -> Option<bool> {
+        self.database.expected().map(|expected| expected.is_active)
+    }
 }
 
 /// Build the plan. `new_secret` is only called when no secret key exists.
@@ -150,7 +185,7 @@ pub fn build(
     let database = plan_database(config, &id, &world.database, now)?;
     let secret_key = plan_secret_key(config, world, &existing, new_secret)?;
     let env = plan_env(config, &id, &secret_key, world, &existing)?;
-    let warnings = warnings(config, &id, &world.database, &database);
+    let warnings = warnings(config, &id, world, &database);
     Ok(Plan {
         mode,
         id,
@@ -161,34 +196,51 @@ pub fn build(
     })
 }
 
+/// The key in effect comes from the configuration, else the `.env`, else
+/// the key store, else it is made now. Whichever it is, the store must hold
+/// it: the image's start script reads the store (mounted at
+/// `/app/backend/.webui_secret_key`) before the `.env` is loaded, and its
+/// key is the one the application uses.
 fn plan_secret_key(
     config: &Config,
     world: &World,
     existing: &Document,
     new_secret: impl FnOnce() -> Result<Secret, Error>,
 ) -> Result<SecretKeyPlan, Error> {
-    let found = |source, value: Secret| SecretKeyPlan {
-        source,
-        value,
-        store_at: None,
+    let store = &config.secret_key_store;
+    let (source, value) = if let Some(key) = &config.webui_secret_key {
+        (SecretKeySource::Configured, key.clone())
+    } else if let Some(key) = existing.value("WEBUI_SECRET_KEY").filter(|k| !k.is_empty()) {
+        (SecretKeySource::EnvFile, Secret::new(key))
+    } else if let Some(key) = world.stored_secret.key() {
+        (SecretKeySource::Stored, key.clone())
+    } else if let StoredKey::Unusable { problem } = &world.stored_secret {
+        return Err(Error::SecretKeyUnusable {
+            path: store.clone(),
+            problem: problem.clone(),
+        });
+    } else if !world.store_dir_exists {
+        return Err(Error::SecretKeyHome {
+            path: store.clone(),
+        });
+    } else {
+        (SecretKeySource::Generated, new_secret()?)
     };
-    if let Some(key) = &config.webui_secret_key {
-        return Ok(found(SecretKeySource::Configured, key.clone()));
-    }
-    if let Some(key) = existing.value("WEBUI_SECRET_KEY").filter(|k| !k.is_empty()) {
-        return Ok(found(SecretKeySource::EnvFile, Secret::new(key)));
-    }
-    if let Some(key) = &world.stored_secret {
-        return Ok(found(SecretKeySource::Stored, key.clone()));
-    }
-    let store = config.secret_key_store();
-    if !world.data_dir_exists {
-        return Err(Error::SecretKeyHome { path: store });
+    let stored = world.stored_secret.key() == Some(&value);
+    let store_at = (!stored && world.store_dir_exists).then(|| store.clone());
+    if store_at.is_some() && value.expose().ends_with('\n') {
+        // `$(cat file)` drops trailing line breaks: the start script would
+        // read another key than the .env holds.
+        return Err(Error::SecretKeyUnusable {
+            path: world.env_file.clone(),
+            problem: "holds a WEBUI_SECRET_KEY that ends with a line break, which the start script cannot read back"
+                .to_owned(),
+        });
     }
     Ok(SecretKeyPlan {
-        source: SecretKeySource::Generated,
-        value: new_secret()?,
-        store_at: Some(store),
+        source,
+        value,
+        store_at,
     })
 }
 
@@ -261,7 +313,7 @@ fn render_failure(
 ) -> Error {
     let path = match secret_key.source {
         SecretKeySource::EnvFile => world.env_file.clone(),
-        SecretKeySource::Stored => config.secret_key_store(),
+        SecretKeySource::Stored => config.secret_key_store.clone(),
         SecretKeySource::Configured | SecretKeySource::Generated => return Error::Render(problem),
     };
     match envfile::render_value(secret_key.value.expose()) {
@@ -289,35 +341,46 @@ pub fn plan_database(
             .into())
         }
         DatabaseState::Missing { .. } | DatabaseState::Empty if config.create_schema => {
-            let schema = db::Schema {
-                has_key_hash: true,
-                has_timezone: true,
-            };
-            Ok(insert(config, id, schema, now, true))
+            Ok(insert(config, id, Vec::new(), now, true))
         }
         DatabaseState::Missing { dir_exists } => Ok(DatabasePlan::Skip {
-            reason: first_boot_reason(config, *dir_exists),
+            reason: first_boot_reason(
+                config,
+                FirstBoot::Missing {
+                    dir_exists: *dir_exists,
+                },
+            ),
         }),
         DatabaseState::Empty => Ok(DatabasePlan::Skip {
-            reason: first_boot_reason(config, true),
+            reason: first_boot_reason(config, FirstBoot::NoTables),
         }),
         DatabaseState::Ready(snapshot) => plan_row(config, id, snapshot, now),
     }
 }
 
-fn first_boot_reason(config: &Config, dir_exists: bool) -> String {
+enum FirstBoot {
+    Missing { dir_exists: bool },
+    NoTables,
+}
+
+fn first_boot_reason(config: &Config, state: FirstBoot) -> String {
     let path = config.database_path.display();
-    let what = if dir_exists {
-        format!("the database {path} has no schema yet (first boot)")
-    } else {
-        format!(
-            "the database {path} and its directory do not exist (first boot, or is the data volume not mounted at DATA_DIR?)"
-        )
+    let what = match state {
+        FirstBoot::Missing { dir_exists: true } => {
+            format!("the database {path} does not exist yet (first boot)")
+        }
+        FirstBoot::Missing { dir_exists: false } => format!(
+            "neither the database {path} nor its folder exists: a first boot, or the data volume is not \
+             mounted at DATA_DIR (the two cannot be told apart from here)"
+        ),
+        FirstBoot::NoTables => format!("the database {path} has no tables yet (first boot)"),
     };
     format!(
-        "{what}: skipping the database step. The application creates its schema and registers the organization itself \
-         on its first start (with markup_rate 1.3); run this job again after that start, or use --wait-for-database, \
-         to apply MARKUP_RATE. Set REQUIRE_DATABASE=true to fail instead."
+        "{what}: skipping the database step. The application creates its schema on its first start, but it \
+         cannot register the organization in the schema its migration creates (no `timezone` column), so it \
+         records no usage until this job writes the row. Run the waiting job beside the application \
+         (--wait-for-database, or --sidecar on Kubernetes) so that the row is written as soon as the schema \
+         exists. Set REQUIRE_DATABASE=true to fail instead."
     )
 }
 
@@ -334,8 +397,9 @@ fn plan_row(
         }
         .into());
     }
+    let add_columns = snapshot.schema.missing_columns.clone();
     let Some(row) = &snapshot.row else {
-        return Ok(insert(config, id, snapshot.schema, now, false));
+        return Ok(insert(config, id, add_columns, now, false));
     };
     identity::check_stored_name(id, &row.name, &config.organization_name)?;
     let stored_rate = as_f64(&row.markup_rate);
@@ -343,24 +407,33 @@ fn plan_row(
         Some(rate) if !config.markup_rate.explicit => rate,
         _ => config.markup_rate.value,
     };
-    let key_hash = snapshot
-        .schema
-        .has_key_hash
-        .then(|| config.api_key.sha256_hex());
+    let key_changes = row.api_key != config.api_key;
+    // OpenRouter's identifier of a key given by the operator is unknown; a
+    // stored one stays unless it names a key this row no longer holds.
+    let key_hash = if key_changes {
+        None
+    } else {
+        row.key_hash.clone()
+    };
+    // Only `0` is the application's deliberate deactivation; anything else
+    // that is not `1` (NULL from a bare insert, say) is damage to repair.
+    let is_active = config
+        .organization_active
+        .unwrap_or(row.is_active != Value::Integer(0));
     let mut columns = Vec::new();
     if row.name != config.organization_name {
         columns.push("name");
     }
-    if row.api_key != config.api_key {
+    if key_changes {
         columns.push("openrouter_api_key");
     }
-    if key_hash.is_some() && row.key_hash != key_hash {
+    if row.key_hash != key_hash {
         columns.push("openrouter_key_hash");
     }
     if stored_rate != Some(markup_rate) {
         columns.push("markup_rate");
     }
-    if row.is_active != Value::Integer(1) {
+    if row.is_active != Value::Integer(i64::from(is_active)) {
         columns.push("is_active");
     }
     // Text timestamps (the old generator's) make the application ignore the
@@ -372,29 +445,39 @@ fn plan_row(
     if !matches!(row.updated_at, Value::Integer(_)) {
         columns.push("updated_at");
     }
-    let expected = expected(config, id, markup_rate);
-    if columns.is_empty() {
+    let write = RowWrite {
+        id: id.value.clone(),
+        name: config.organization_name.clone(),
+        api_key: config.api_key.clone(),
+        key_hash,
+        markup_rate,
+        is_active,
+        created_at,
+        updated_at: now,
+        update_columns: Vec::new(),
+    };
+    let expected = expected(&write);
+    let row = (!columns.is_empty()).then(|| {
+        let mut update_columns = columns.clone();
+        if !update_columns.contains(&"updated_at") {
+            update_columns.push("updated_at");
+        }
+        Box::new(RowChange {
+            action: RowAction::Update,
+            columns,
+            write: RowWrite {
+                update_columns,
+                ..write
+            },
+        })
+    });
+    if row.is_none() && add_columns.is_empty() {
         return Ok(DatabasePlan::Unchanged { expected });
-    }
-    let mut update_columns = columns.clone();
-    if !update_columns.contains(&"updated_at") {
-        update_columns.push("updated_at");
     }
     Ok(DatabasePlan::Write {
         create_schema: false,
-        action: RowAction::Update,
-        columns,
-        write: RowWrite {
-            id: id.value.clone(),
-            name: config.organization_name.clone(),
-            api_key: config.api_key.clone(),
-            markup_rate,
-            created_at,
-            updated_at: now,
-            key_hash,
-            timezone: None,
-            update_columns,
-        },
+        add_columns,
+        row,
         expected,
     })
 }
@@ -402,38 +485,41 @@ fn plan_row(
 fn insert(
     config: &Config,
     id: &OrgId,
-    schema: db::Schema,
+    add_columns: Vec<&'static str>,
     now: i64,
     create_schema: bool,
 ) -> DatabasePlan {
-    let markup_rate = config.markup_rate.value;
     let write = RowWrite {
         id: id.value.clone(),
         name: config.organization_name.clone(),
         api_key: config.api_key.clone(),
-        markup_rate,
+        key_hash: None,
+        markup_rate: config.markup_rate.value,
+        is_active: config.organization_active.unwrap_or(true),
         created_at: now,
         updated_at: now,
-        key_hash: schema.has_key_hash.then(|| config.api_key.sha256_hex()),
-        timezone: schema.has_timezone.then_some(DEFAULT_TIMEZONE),
         update_columns: UPDATABLE_COLUMNS.to_vec(),
     };
-    let columns = write.insert_columns();
     DatabasePlan::Write {
         create_schema,
-        action: RowAction::Insert,
-        columns,
-        write,
-        expected: expected(config, id, markup_rate),
+        add_columns,
+        expected: expected(&write),
+        row: Some(Box::new(RowChange {
+            action: RowAction::Insert,
+            columns: INSERT_COLUMNS.to_vec(),
+            write,
+        })),
     }
 }
 
-fn expected(config: &Config, id: &OrgId, markup_rate: f64) -> Expected {
+fn expected(write: &RowWrite) -> Expected {
     Expected {
-        id: id.value.clone(),
-        name: config.organization_name.clone(),
-        api_key: config.api_key.clone(),
-        markup_rate,
+        id: write.id.clone(),
+        name: write.name.clone(),
+        api_key: write.api_key.clone(),
+        key_hash: write.key_hash.clone(),
+        markup_rate: write.markup_rate,
+        is_active: write.is_active,
     }
 }
 
@@ -447,55 +533,76 @@ pub fn as_f64(value: &Value) -> Option<f64> {
     }
 }
 
-fn warnings(
-    config: &Config,
-    id: &OrgId,
-    state: &DatabaseState,
-    plan: &DatabasePlan,
-) -> Vec<String> {
-    let mut out = Vec::new();
+fn warnings(config: &Config, id: &OrgId, world: &World, plan: &DatabasePlan) -> Vec<String> {
+    let mut out = identity::warnings(id, &config.organization_name);
     if let DatabasePlan::Skip { reason } = plan {
         out.push(reason.clone());
     }
-    if let DatabaseState::Ready(snapshot) = state {
-        if !snapshot.other_active.is_empty() {
-            let others: Vec<String> = snapshot
-                .other_active
-                .iter()
-                // Escaped: these come from the database, which may hold anything.
-                .map(|o| format!("{} ({:?})", o.id.escape_debug(), o.name))
-                .collect();
-            let first = snapshot
-                .first_active
-                .as_deref()
-                .filter(|first| *first != id.value);
-            let shown = match first {
-                Some(first) => format!("; it shows {}, not {}", first.escape_debug(), id.value),
-                None => String::new(),
-            };
-            out.push(format!(
-                "other active organizations share this database: {}. The admin usage page shows only the first \
-                 active one{shown}. Deactivate the ones that do not belong to this deployment (is_active = 0).",
-                others.join(", ")
-            ));
-        }
+    if let DatabaseState::Ready(snapshot) = &world.database {
+        out.extend(other_active_warning(id, snapshot));
     }
-    if config.create_schema
-        && matches!(
-            plan,
-            DatabasePlan::Write {
-                create_schema: true,
-                ..
-            }
-        )
-    {
+    if plan.expected().is_some_and(|expected| !expected.is_active) {
         out.push(format!(
-            "CREATE_SCHEMA=true: creating a standalone usage schema in {}. The mAI application's own migration \
-             fails on a database prepared this way; use it only for a database the application will not migrate.",
+            "organization {} is inactive (is_active = 0): the application records NO usage for it. \
+             This run keeps it inactive{}. Set ORGANIZATION_ACTIVE=true to activate it.",
+            id.value,
+            if config.organization_active == Some(false) {
+                " because ORGANIZATION_ACTIVE=false"
+            } else {
+                ", as the application (or an admin) left it"
+            }
+        ));
+    }
+    if matches!(
+        plan,
+        DatabasePlan::Write {
+            create_schema: true,
+            ..
+        }
+    ) {
+        out.push(format!(
+            "CREATE_SCHEMA=true: creating a standalone usage schema in {}. If the mAI application ever starts on \
+             this database, its migration fails on every start (it creates these tables unconditionally), the \
+             application swallows that error, and no later migration ever applies. Use it only for a database \
+             the application will never migrate.",
             config.database_path.display()
         ));
     }
+    if !world.store_dir_exists {
+        out.push(format!(
+            "cannot keep WEBUI_SECRET_KEY in {}: its folder does not exist. The image's start script reads the \
+             key from /app/backend/.webui_secret_key before the .env is loaded; without that file it makes a \
+             key of its own, and users are signed out whenever the container is re-created. Mount the volume \
+             that holds WEBUI_SECRET_KEY_STORE (by default DATA_DIR).",
+            config.secret_key_store.display()
+        ));
+    }
     out
+}
+
+fn other_active_warning(id: &OrgId, snapshot: &Snapshot) -> Option<String> {
+    if snapshot.other_active.is_empty() {
+        return None;
+    }
+    let others: Vec<String> = snapshot
+        .other_active
+        .iter()
+        // Escaped: these come from the database, which may hold anything.
+        .map(|o| format!("{} ({:?})", o.id.escape_debug(), o.name))
+        .collect();
+    let first = snapshot
+        .first_active
+        .as_deref()
+        .filter(|first| *first != id.value);
+    let shown = match first {
+        Some(first) => format!("; it shows {}, not {}", first.escape_debug(), id.value),
+        None => String::new(),
+    };
+    Some(format!(
+        "other active organizations share this database: {}. The admin usage page shows only the first \
+         active one{shown}. Deactivate the ones that do not belong to this deployment (is_active = 0).",
+        others.join(", ")
+    ))
 }
 
 #[cfg(test)]

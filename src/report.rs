@@ -58,9 +58,16 @@ pub struct EnvReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct DatabaseReport {
     pub path: String,
+    /// What happens to the organization row.
     pub action: DatabaseAction,
     pub create_schema: bool,
+    /// The row's columns that change.
     pub columns: Vec<&'static str>,
+    /// Columns the application's ORM reads that were (or would be) added.
+    pub repaired_columns: Vec<&'static str>,
+    /// The row's `is_active` after the run; `false` means the application
+    /// records no usage. `None` when the run does not reach the row.
+    pub active: Option<bool>,
 }
 
 /// The stable shape of `--output json` (documented in the README).
@@ -129,21 +136,27 @@ impl Outcome {
         verified: bool,
         status: Status,
     ) -> Self {
-        let (action, create_schema, columns) = match database {
-            DatabasePlan::NotInMode => (DatabaseAction::NotInMode, false, vec![]),
-            DatabasePlan::Skip { .. } => (DatabaseAction::Skipped, false, vec![]),
-            DatabasePlan::Unchanged { .. } => (DatabaseAction::Unchanged, false, vec![]),
+        let (action, create_schema, columns, repaired_columns) = match database {
+            DatabasePlan::NotInMode => (DatabaseAction::NotInMode, false, vec![], vec![]),
+            DatabasePlan::Skip { .. } => (DatabaseAction::Skipped, false, vec![], vec![]),
+            DatabasePlan::Unchanged { .. } => (DatabaseAction::Unchanged, false, vec![], vec![]),
             DatabasePlan::Write {
                 create_schema,
-                action,
-                columns,
+                add_columns,
+                row,
                 ..
             } => {
-                let action = match action {
-                    RowAction::Insert => DatabaseAction::Insert,
-                    RowAction::Update => DatabaseAction::Update,
+                let (action, columns) = match row.as_deref() {
+                    Some(change) => (
+                        match change.action {
+                            RowAction::Insert => DatabaseAction::Insert,
+                            RowAction::Update => DatabaseAction::Update,
+                        },
+                        change.columns.clone(),
+                    ),
+                    None => (DatabaseAction::Unchanged, vec![]),
                 };
-                (action, *create_schema, columns.clone())
+                (action, *create_schema, columns, add_columns.clone())
             }
         };
         Self {
@@ -161,6 +174,8 @@ impl Outcome {
                 action,
                 create_schema,
                 columns,
+                repaired_columns,
+                active: database.expected().map(|expected| expected.is_active),
             },
             secret_key: plan.secret_key.source,
             secret_key_stored,
@@ -259,23 +274,31 @@ fn database_text(database: &DatabasePlan, path: &Path) -> String {
         }
         DatabasePlan::Write {
             create_schema,
-            action,
-            columns,
+            add_columns,
+            row,
             ..
         } => {
-            let schema = if *create_schema {
-                "create the usage schema, then "
-            } else {
-                ""
-            };
-            let verb = match action {
-                RowAction::Insert => "insert",
-                RowAction::Update => "update",
-            };
-            format!(
-                "  database {path}: {schema}{verb} the organization row ({})\n",
-                columns.join(", ")
-            )
+            let mut steps = Vec::new();
+            if *create_schema {
+                steps.push("create the usage schema".to_owned());
+            }
+            if !add_columns.is_empty() {
+                steps.push(format!(
+                    "add the column {} that the application's ORM reads",
+                    add_columns.join(", ")
+                ));
+            }
+            if let Some(change) = row {
+                let verb = match change.action {
+                    RowAction::Insert => "insert",
+                    RowAction::Update => "update",
+                };
+                steps.push(format!(
+                    "{verb} the organization row ({})",
+                    change.columns.join(", ")
+                ));
+            }
+            format!("  database {path}: {}\n", steps.join(", then "))
         }
     }
 }
@@ -308,6 +331,15 @@ pub fn summary(outcome: &Outcome, elapsed: Duration) -> String {
         DatabaseAction::Skipped => "database step skipped (first boot)".to_owned(),
         DatabaseAction::NotInMode => "database not touched".to_owned(),
     };
+    let repaired = match outcome.database.repaired_columns.as_slice() {
+        [] => String::new(),
+        columns => format!("column {} added, ", columns.join(", ")),
+    };
+    let inactive = if outcome.database.active == Some(false) {
+        " (inactive: no usage is recorded)"
+    } else {
+        ""
+    };
     let verb = match outcome.status {
         Status::Applied => "provisioned",
         Status::Unchanged => "nothing to do for",
@@ -315,7 +347,7 @@ pub fn summary(outcome: &Outcome, elapsed: Duration) -> String {
     };
     let verified = if outcome.verified { ", verified" } else { "" };
     format!(
-        "{verb} {}: {env}, {database}{verified} in {ms} ms",
+        "{verb} {}: {env}, {repaired}{database}{inactive}{verified} in {ms} ms",
         outcome.id
     )
 }

@@ -51,13 +51,24 @@ pub fn sleep(duration: Duration) -> Result<(), Interrupted> {
     }
 }
 
+/// Block until a termination signal arrives; return its number.
+pub fn wait() -> i32 {
+    const SLICE: std::time::Duration = std::time::Duration::from_millis(50);
+    loop {
+        if let Some(signal) = received() {
+            return signal;
+        }
+        std::thread::sleep(SLICE);
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("interrupted by {}; what was not yet committed was rolled back", signal_name(*.signal))]
 pub struct Interrupted {
     pub signal: i32,
 }
 
-fn signal_name(signal: i32) -> &'static str {
+pub fn signal_name(signal: i32) -> &'static str {
     match signal {
         SIGTERM => "SIGTERM",
         SIGINT => "SIGINT",

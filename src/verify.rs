@@ -13,7 +13,10 @@ use crate::error::Error;
 use crate::plan::{self, Plan};
 
 pub fn verify(plan: &Plan, config: &Config, applied: &Applied) -> Result<(), Error> {
+    // The .env holds OPENROUTER_EXTERNAL_USER = the plan's id, so the row
+    // below is read by the id the application will look it up with.
     verify_env(plan, config)?;
+    verify_secret_key_store(plan, config)?;
     if let Some(expected) = applied.database.expected() {
         let path = &config.database_path;
         let reopened;
@@ -67,6 +70,30 @@ fn verify_env(plan: &Plan, config: &Config) -> Result<(), Error> {
             format!("{mode:04o}"),
             format!("{:04o}", config.env_file_mode),
         )
+        .into());
+    }
+    Ok(())
+}
+
+/// The start script's `$(cat file)` must yield the key the .env holds.
+fn verify_secret_key_store(plan: &Plan, config: &Config) -> Result<(), Error> {
+    let store = &config.secret_key_store;
+    if !crate::paths::dir_of(store).is_dir() {
+        return Ok(());
+    }
+    let text = envfile::read_existing(store)?;
+    let read_back = text.as_deref().map(|t| t.trim_end_matches('\n'));
+    if read_back != Some(plan.secret_key.value.expose()) {
+        return Err(VerifyError::Mismatch {
+            place: store.display().to_string(),
+            field: "WEBUI_SECRET_KEY".to_owned(),
+            found: if read_back.is_some() {
+                "a different secret".to_owned()
+            } else {
+                "absent".to_owned()
+            },
+            expected: "the key the .env holds".to_owned(),
+        }
         .into());
     }
     Ok(())

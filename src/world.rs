@@ -11,7 +11,7 @@ use crate::db::{self, Access, FileState};
 use crate::envfile;
 use crate::error::Error;
 use crate::identity::OrgId;
-use crate::plan::{DatabaseState, World};
+use crate::plan::{DatabaseState, StoredKey, World};
 use crate::secret::Secret;
 
 pub struct Reading {
@@ -30,12 +30,7 @@ pub fn read(
 ) -> Result<Reading, Error> {
     let env_text = envfile::read_existing(&env_file)?;
     let env_mode = env_text.as_ref().and_then(|_| permission_bits(&env_file));
-    // A configured key makes the store irrelevant: a broken store must not
-    // block a run that does not need it.
-    let stored_secret = match config.webui_secret_key {
-        Some(_) => None,
-        None => read_stored_secret(config)?,
-    };
+    let stored_secret = read_stored_secret(config)?;
     let (database, connection) = match (mode, database_file) {
         (Mode::Env, _) | (_, None) => (DatabaseState::NotInMode, None),
         (_, Some(FileState::Missing { dir_exists })) => {
@@ -52,7 +47,7 @@ pub fn read(
             env_text,
             env_mode,
             stored_secret,
-            data_dir_exists: config.data_dir.is_dir(),
+            store_dir_exists: crate::paths::dir_of(&config.secret_key_store).is_dir(),
             database,
         },
         connection,
@@ -79,13 +74,26 @@ fn read_database(
     Ok((state, conn))
 }
 
-fn read_stored_secret(config: &Config) -> Result<Option<Secret>, Error> {
-    let text = envfile::read_existing(&config.secret_key_store())
-        .map_err(|e| stored_secret_error(config, e))?;
-    Ok(text
-        .map(|t| t.trim_end_matches(['\n', '\r']).to_owned())
-        .filter(|t| !t.is_empty())
-        .map(Secret::new))
+/// The store as the start script reads it (`$(cat file)` drops trailing
+/// line breaks). A store that holds no usable key is reported, not fatal:
+/// it only matters when no other key is at hand, and is rewritten otherwise.
+fn read_stored_secret(config: &Config) -> Result<StoredKey, Error> {
+    use envfile::OutputError as E;
+    let unusable = |problem: &str| {
+        Ok(StoredKey::Unusable {
+            problem: problem.to_owned(),
+        })
+    };
+    match envfile::read_existing(&config.secret_key_store) {
+        Ok(None) => Ok(StoredKey::Absent),
+        Ok(Some(text)) => match text.trim_end_matches('\n') {
+            "" => Ok(StoredKey::Absent),
+            key => Ok(StoredKey::Key(Secret::new(key))),
+        },
+        Err(E::NotUtf8 { .. }) => unusable("is not UTF-8 text"),
+        Err(E::TooLarge { .. }) => unusable("is far larger than any key"),
+        Err(e) => Err(stored_secret_error(config, e)),
+    }
 }
 
 /// The store is read with the `.env` reader; say what went wrong in terms
@@ -97,19 +105,25 @@ fn stored_secret_error(config: &Config, error: envfile::OutputError) -> Error {
         problem: problem.to_owned(),
     };
     match error {
-        E::Read { source, .. } if source.kind() == std::io::ErrorKind::NotADirectory => {
-            db::DbError::DataDirNotDirectory {
-                path: config.data_dir.clone(),
+        E::Read { path, source } if source.kind() == std::io::ErrorKind::NotADirectory => {
+            let dir = crate::paths::dir_of(&config.secret_key_store);
+            if dir == config.data_dir {
+                db::DbError::DataDirNotDirectory {
+                    path: config.data_dir.clone(),
+                }
+                .into()
+            } else {
+                unusable(path, "lies in a folder that is not a directory")
             }
-            .into()
         }
         E::Read { path, source } => Error::SecretKeyRead { path, source },
-        E::IsDirectory { path } => unusable(path, "is a directory, not a file"),
+        E::IsDirectory { path } => unusable(
+            path,
+            "is a directory, not a file (Docker makes one when it mounts a file that does not exist yet; remove it)",
+        ),
         E::NotRegularFile { path } => {
             unusable(path, "is not a regular file (a pipe, socket or device)")
         }
-        E::NotUtf8 { path } => unusable(path, "is not UTF-8 text"),
-        E::TooLarge { path } => unusable(path, "is far larger than any key"),
         other => other.into(),
     }
 }

@@ -122,7 +122,8 @@ fn a_kill_at_every_step_leaves_old_or_new_and_the_next_run_converges() {
             // A later run, killed in turn, removes the first one's leftovers
             // (its own are younger): temp files never pile up.
             let left = sandbox.temp_files();
-            let again = spawn_paused(&sandbox, scenario.command(&sandbox), "secret-stored").kill();
+            let again =
+                spawn_paused(&sandbox, scenario.command(&sandbox), "secret-prepared").kill();
             assert_eq!(again.signal, Some(9));
             let still: Vec<_> = left
                 .iter()

@@ -936,7 +936,7 @@ fn database_of_zero_bytes_is_a_first_boot() {
     let run = sandbox.run(&["--production"]);
     run.expect(0).assert_mentions(&[
         "webui.db",
-        "no schema yet (first boot)",
+        "has no tables yet (first boot)",
         "REQUIRE_DATABASE=true",
     ]);
     assert_eq!(fs::read(sandbox.db_path()).unwrap(), b"");
@@ -1414,6 +1414,9 @@ fn database_on_a_full_file_system_exits_74() {
     };
     sandbox.sql(STARTUP_SQL);
     seed_row(&sandbox);
+    // The key store already holds the key, as after any earlier run: the
+    // first write this run needs on the full volume is the database's.
+    std::fs::write(sandbox.secret_store(), SECRET_KEY).unwrap();
     fill(&data);
     let mut cmd = sandbox.command();
     cmd.arg("--production");
@@ -1466,12 +1469,30 @@ fn a_dangling_link_at_the_database_path_is_not_a_first_boot() {
 }
 
 #[test]
-fn a_broken_key_store_does_not_block_a_run_with_a_configured_key() {
-    let sandbox = Sandbox::new();
+fn a_folder_at_the_key_store_is_refused_even_with_a_configured_key() {
+    // The start script would `cat` a folder and get no key at all.
+    let sandbox = deployment();
     std::fs::create_dir(sandbox.secret_store()).unwrap();
+    refused_by(
+        &sandbox,
+        sandbox.command(),
+        "a folder at the key store",
+        DATA,
+        &[".webui_secret_key", "is a directory", "remove it"],
+    );
+}
+
+#[test]
+fn a_key_store_that_is_not_text_is_rewritten_with_the_configured_key() {
+    let sandbox = Sandbox::new();
+    std::fs::write(sandbox.secret_store(), [0xff, 0xfe, 0x00]).unwrap();
     sandbox.run(&[]).expect(0);
     assert_eq!(
         python_dotenv(&sandbox.env_path())["WEBUI_SECRET_KEY"],
+        SECRET_KEY
+    );
+    assert_eq!(
+        std::fs::read_to_string(sandbox.secret_store()).unwrap(),
         SECRET_KEY
     );
 }

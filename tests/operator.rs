@@ -63,7 +63,7 @@ fn check_exits_0_when_everything_matches_and_1_when_not() {
     sandbox
         .run(&["--production", "--check"])
         .expect(1)
-        .assert_mentions(&["insert the organization row"]);
+        .assert_mentions(&["add the column timezone", "insert the organization row"]);
     before.assert_same(&sandbox.snapshot(), "check");
     sandbox.run(&["--production"]).expect(0);
     sandbox
@@ -78,8 +78,8 @@ fn check_exits_0_when_everything_matches_and_1_when_not() {
         .expect(1)
         .assert_mentions(&["change    SPENDING_LIMIT"]);
     fs::write(sandbox.env_path(), &env).unwrap();
-    // ... or the row.
-    sandbox.sql("UPDATE client_organizations SET is_active = 0");
+    // ... or the row (NULL is damage; 0 would be a deliberate state).
+    sandbox.sql("UPDATE client_organizations SET is_active = NULL");
     sandbox
         .run(&["--production", "--check"])
         .expect(1)

@@ -134,7 +134,7 @@ fn a_minimal_environment_gets_every_default() {
     assert_eq!(config.mode, None);
     assert_eq!(config.wait_for_database, None);
     assert_eq!(
-        config.secret_key_store(),
+        config.secret_key_store.clone(),
         Path::new("/app/backend/data/.webui_secret_key")
     );
     assert_eq!(config.database_dir(), Path::new("/app/backend/data"));
@@ -1051,7 +1051,7 @@ fn data_dir_locates_the_database_and_the_secret_key_store() {
     assert_eq!(config.database_path, Path::new("./data/webui.db"));
     assert_eq!(config.database_dir(), Path::new("./data"));
     assert_eq!(
-        config.secret_key_store(),
+        config.secret_key_store.clone(),
         Path::new("./data/.webui_secret_key")
     );
     // Empty means unset: the image's default.
@@ -1074,7 +1074,7 @@ fn database_url_takes_absolute_and_relative_sqlite_paths() {
     assert_eq!(config.database_dir(), Path::new("/app/backend/data"));
     // DATA_DIR still holds the stored secret key.
     assert_eq!(
-        config.secret_key_store(),
+        config.secret_key_store.clone(),
         Path::new("/elsewhere/.webui_secret_key")
     );
 
@@ -1302,7 +1302,7 @@ fn wait_for_database_is_a_boolean_or_seconds() {
         ("no", None),
         ("OFF", None),
         ("", None),
-        ("true", Some(crate::cli::DEFAULT_WAIT_FOR_DATABASE)),
+        ("true", Some(crate::config::DEFAULT_WAIT_FOR_DATABASE)),
         ("yes", Some(Duration::from_secs(300))),
         ("on", Some(Duration::from_secs(300))),
         ("1", Some(Duration::from_secs(1))),
@@ -1440,7 +1440,7 @@ fn the_variable_table_is_complete_and_has_no_duplicates() {
     let before = names.len();
     names.dedup();
     assert_eq!(names.len(), before, "a variable is listed twice");
-    assert_eq!(before, 22);
+    assert_eq!(before, 24);
     let help = vars::help_table();
     for v in VARIABLES {
         assert!(vars::is_known(v.name), "{}", v.name);

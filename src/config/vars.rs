@@ -61,13 +61,19 @@ pub const VARIABLES: &[Variable] = &[
         name: "WEBUI_SECRET_KEY",
         default: "kept or generated",
         example: "(a long random string)",
-        about: "session signing key; else the .env's, else DATA_DIR/.webui_secret_key, else new",
+        about: "session signing key; else the .env's, else the key store, else new",
     },
     Variable {
         name: "WEBUI_SECRET_KEY_FILE",
         default: "(unset)",
         example: "/run/secrets/webui_secret_key",
         about: "file holding WEBUI_SECRET_KEY instead",
+    },
+    Variable {
+        name: "WEBUI_SECRET_KEY_STORE",
+        default: "$DATA_DIR/.webui_secret_key",
+        example: "/run/mai/.webui_secret_key",
+        about: "where the job keeps WEBUI_SECRET_KEY; mount it read-only at /app/backend/.webui_secret_key",
     },
     Variable {
         name: "DATA_DIR",
@@ -98,6 +104,12 @@ pub const VARIABLES: &[Variable] = &[
         default: "60",
         example: "30",
         about: "seconds to wait for the lock and for a busy database",
+    },
+    Variable {
+        name: "ORGANIZATION_ACTIVE",
+        default: "(unset: keep the row's state)",
+        example: "true",
+        about: "true activates the row, false deactivates it; unset keeps it (new rows: active)",
     },
     Variable {
         name: "CREATE_SCHEMA",

@@ -13,9 +13,10 @@ use std::path::PathBuf;
 pub use open::{Access, FileState, open, probe};
 pub use row::{OrgRow, OtherOrg, Snapshot, read_snapshot};
 pub use schema::{
-    ORG_TABLE, REQUIRED_ORG_COLUMNS, REQUIRED_TABLES, Schema, create_standalone_schema, inspect,
+    ORG_TABLE, ORM_COLUMNS, Schema, add_columns, create_standalone_schema, inspect,
+    orm_select_list, required_columns,
 };
-pub use upsert::{RowWrite, UPDATABLE_COLUMNS, write_row};
+pub use upsert::{DEFAULT_TIMEZONE, INSERT_COLUMNS, RowWrite, UPDATABLE_COLUMNS, write_row};
 pub use verify::{Expected, VerifyError, verify};
 
 use crate::signals::{self, Interrupted};

@@ -54,8 +54,8 @@ pub fn read_snapshot(
 ) -> Result<Snapshot, DbError> {
     let read = || -> rusqlite::Result<Snapshot> {
         Ok(Snapshot {
-            schema,
-            row: read_row(conn, schema, id)?,
+            row: read_row(conn, &schema, id)?,
+            schema: schema.clone(),
             key_owner: conn
                 .query_row(
                     &format!("SELECT id, name FROM {ORG_TABLE} WHERE openrouter_api_key = ?1 AND id <> ?2 LIMIT 1"),
@@ -81,10 +81,11 @@ pub fn read_snapshot(
     read().map_err(DbError::sqlite(path, "read"))
 }
 
-fn read_row(conn: &Connection, schema: Schema, id: &str) -> rusqlite::Result<Option<OrgRow>> {
-    let optional = |present: bool, column: &str| {
-        if present {
-            column.to_owned()
+fn read_row(conn: &Connection, schema: &Schema, id: &str) -> rusqlite::Result<Option<OrgRow>> {
+    // A column the table lacks reads as NULL; the plan adds it.
+    let column = |name: &str| {
+        if schema.has(name) {
+            name.to_owned()
         } else {
             "NULL".to_owned()
         }
@@ -92,8 +93,8 @@ fn read_row(conn: &Connection, schema: Schema, id: &str) -> rusqlite::Result<Opt
     let sql = format!(
         "SELECT id, name, openrouter_api_key, markup_rate, is_active, created_at, updated_at, {}, {} \
          FROM {ORG_TABLE} WHERE id = ?1",
-        optional(schema.has_key_hash, "openrouter_key_hash"),
-        optional(schema.has_timezone, "timezone"),
+        column("openrouter_key_hash"),
+        column("timezone"),
     );
     conn.query_row(&sql, [id], |row| {
         Ok(OrgRow {

@@ -11,21 +11,86 @@ use super::DbError;
 pub const ORG_TABLE: &str = "client_organizations";
 
 /// Usage tracking records nothing without these.
-pub const REQUIRED_TABLES: [&str; 3] = [
+const REQUIRED_TABLES: [&str; 3] = [
     ORG_TABLE,
     "client_user_daily_usage",
     "client_model_daily_usage",
 ];
 
-pub const REQUIRED_ORG_COLUMNS: [&str; 7] = [
-    "id",
-    "name",
-    "openrouter_api_key",
-    "markup_rate",
-    "is_active",
-    "created_at",
-    "updated_at",
+/// One column of `client_organizations` as the application's ORM maps it.
+pub struct OrmColumn {
+    pub name: &'static str,
+    /// How to add the column when a table lacks it; `None` for the columns
+    /// the job writes, without which the table is not the application's.
+    pub repair: Option<&'static str>,
+}
+
+/// Every column the application's ORM model of `client_organizations`
+/// maps, in its order. Each ORM read selects all of them, so a table that
+/// lacks one makes every lookup fail ("no such column"), and the
+/// application records no usage (docs/mai-contract.md, "Columns the ORM
+/// reads"). The repairs add a missing column the way mAI's own manual
+/// repair adds `timezone`, with the type its migration gives the others.
+pub const ORM_COLUMNS: [OrmColumn; 11] = [
+    OrmColumn {
+        name: "id",
+        repair: None,
+    },
+    OrmColumn {
+        name: "name",
+        repair: None,
+    },
+    OrmColumn {
+        name: "openrouter_api_key",
+        repair: None,
+    },
+    OrmColumn {
+        name: "openrouter_key_hash",
+        repair: Some("VARCHAR"),
+    },
+    OrmColumn {
+        name: "markup_rate",
+        repair: None,
+    },
+    OrmColumn {
+        name: "monthly_limit",
+        repair: Some("FLOAT"),
+    },
+    OrmColumn {
+        name: "billing_email",
+        repair: Some("VARCHAR"),
+    },
+    OrmColumn {
+        name: "is_active",
+        repair: None,
+    },
+    OrmColumn {
+        name: "created_at",
+        repair: None,
+    },
+    OrmColumn {
+        name: "updated_at",
+        repair: None,
+    },
+    OrmColumn {
+        name: "timezone",
+        repair: Some("TEXT DEFAULT 'Europe/Warsaw'"),
+    },
 ];
+
+/// The columns the job writes: a table without one of them is refused.
+pub fn required_columns() -> impl Iterator<Item = &'static str> {
+    ORM_COLUMNS
+        .iter()
+        .filter(|c| c.repair.is_none())
+        .map(|c| c.name)
+}
+
+/// `SELECT` list of the application's ORM reads.
+pub fn orm_select_list() -> String {
+    let names: Vec<&str> = ORM_COLUMNS.iter().map(|c| c.name).collect();
+    names.join(", ")
+}
 
 /// Columns whose values must stay numbers: a TEXT column would turn the
 /// integer timestamps into strings, which the application silently rejects.
@@ -35,11 +100,17 @@ const NUMERIC_ORG_COLUMNS: [&str; 4] = ["markup_rate", "is_active", "created_at"
 /// both, so the standalone schema cannot drift from the field's.
 const STARTUP_SCHEMA: &str = include_str!("../../tests/fixtures/mai-startup-schema.sql");
 
-/// What the organization table offers beyond the required columns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// What the organization table lacks of what the application reads.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Schema {
-    pub has_key_hash: bool,
-    pub has_timezone: bool,
+    /// ORM columns the table lacks, in `ORM_COLUMNS` order; each has a repair.
+    pub missing_columns: Vec<&'static str>,
+}
+
+impl Schema {
+    pub fn has(&self, column: &str) -> bool {
+        !self.missing_columns.contains(&column)
+    }
 }
 
 struct Column {
@@ -71,8 +142,11 @@ pub fn inspect(conn: &Connection, path: &Path) -> Result<Option<Schema>, DbError
     check_table_integrity(conn, path)?;
     let has = |name: &str| columns.iter().any(|c| c.name.eq_ignore_ascii_case(name));
     Ok(Some(Schema {
-        has_key_hash: has("openrouter_key_hash"),
-        has_timezone: has("timezone"),
+        missing_columns: ORM_COLUMNS
+            .iter()
+            .map(|c| c.name)
+            .filter(|name| !has(name))
+            .collect(),
     }))
 }
 
@@ -101,10 +175,7 @@ fn org_columns(conn: &Connection, path: &Path) -> Result<Vec<Column>, DbError> {
 
 fn check_columns(columns: &[Column], path: &Path) -> Result<(), DbError> {
     let find = |name: &str| columns.iter().find(|c| c.name.eq_ignore_ascii_case(name));
-    let missing: Vec<&'static str> = REQUIRED_ORG_COLUMNS
-        .into_iter()
-        .filter(|c| find(c).is_none())
-        .collect();
+    let missing: Vec<&'static str> = required_columns().filter(|c| find(c).is_none()).collect();
     if !missing.is_empty() {
         return Err(DbError::MissingColumns {
             path: path.to_owned(),
@@ -178,6 +249,23 @@ fn check_table_integrity(conn: &Connection, path: &Path) -> Result<(), DbError> 
     }
 }
 
+/// Add the ORM columns the table lacks. Adding a nullable column (or one
+/// with a constant default) never rewrites or drops anything.
+pub fn add_columns(conn: &Connection, path: &Path, names: &[&'static str]) -> Result<(), DbError> {
+    for column in ORM_COLUMNS.iter().filter(|c| names.contains(&c.name)) {
+        let Some(definition) = column.repair else {
+            continue;
+        };
+        let sql = format!(
+            "ALTER TABLE {ORG_TABLE} ADD COLUMN {} {definition}",
+            column.name
+        );
+        conn.execute_batch(&sql)
+            .map_err(DbError::sqlite(path, "schema repair"))?;
+    }
+    Ok(())
+}
+
 /// The start-up shape without its `alembic_version` marker: a standalone
 /// database is not the application's to migrate, and claiming a revision
 /// would make the application skip the migrations it does need.
@@ -213,21 +301,9 @@ mod tests {
     fn both_field_shapes_are_accepted() {
         let path = Path::new("x.db");
         let alembic = inspect(&db(ALEMBIC), path).unwrap().unwrap();
-        assert_eq!(
-            alembic,
-            Schema {
-                has_key_hash: true,
-                has_timezone: false
-            }
-        );
+        assert_eq!(alembic.missing_columns, ["timezone"]);
         let startup = inspect(&db(STARTUP), path).unwrap().unwrap();
-        assert_eq!(
-            startup,
-            Schema {
-                has_key_hash: true,
-                has_timezone: true
-            }
-        );
+        assert_eq!(startup, Schema::default());
     }
 
     #[test]
@@ -253,6 +329,51 @@ mod tests {
         expected.retain(|(name, _)| name != "alembic_version" && name != "alembic_version_pkc");
         assert_eq!(schema(&standalone), expected);
         assert!(expected.len() > 10, "the fixture lost its tables");
+    }
+
+    #[test]
+    fn repairs_add_what_the_orm_reads_and_keep_the_rows() {
+        let path = Path::new("x.db");
+        let conn = db(ALEMBIC);
+        conn.execute_batch(
+            "INSERT INTO client_organizations (id, name, openrouter_api_key, created_at, updated_at) \
+             VALUES ('a', 'A', 'k', 1, 2)",
+        )
+        .unwrap();
+        let missing = inspect(&conn, path).unwrap().unwrap().missing_columns;
+        add_columns(&conn, path, &missing).unwrap();
+        assert_eq!(inspect(&conn, path).unwrap().unwrap(), Schema::default());
+        let read: (String, String) = conn
+            .query_row(
+                &format!("SELECT {}, 'ok' FROM {ORG_TABLE}", orm_select_list()),
+                [],
+                |r| Ok((r.get("timezone")?, r.get(11)?)),
+            )
+            .unwrap();
+        assert_eq!(read, ("Europe/Warsaw".to_owned(), "ok".to_owned()));
+    }
+
+    #[test]
+    fn every_optional_orm_column_can_be_repaired() {
+        let path = Path::new("x.db");
+        let conn = db(&format!(
+            "CREATE TABLE {ORG_TABLE} (id VARCHAR PRIMARY KEY, name VARCHAR, openrouter_api_key TEXT, \
+             markup_rate FLOAT, is_active INTEGER, created_at BIGINT, updated_at BIGINT); \
+             CREATE TABLE client_user_daily_usage (id TEXT); CREATE TABLE client_model_daily_usage (id TEXT);"
+        ));
+        let missing = inspect(&conn, path).unwrap().unwrap().missing_columns;
+        assert_eq!(
+            missing,
+            [
+                "openrouter_key_hash",
+                "monthly_limit",
+                "billing_email",
+                "timezone"
+            ]
+        );
+        add_columns(&conn, path, &missing).unwrap();
+        conn.prepare(&format!("SELECT {} FROM {ORG_TABLE}", orm_select_list()))
+            .unwrap();
     }
 
     #[test]

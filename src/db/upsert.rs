@@ -7,26 +7,25 @@ use std::path::Path;
 
 use rusqlite::{Connection, ToSql};
 
-use super::{DbError, ORG_TABLE, REQUIRED_ORG_COLUMNS};
+use super::{DbError, ORG_TABLE};
 use crate::secret::Secret;
 
-/// A planned write of the organization row.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RowWrite {
-    pub id: String,
-    pub name: String,
-    pub api_key: Secret,
-    pub markup_rate: f64,
-    /// Only used by an insert, or to repair a timestamp an update names.
-    pub created_at: i64,
-    pub updated_at: i64,
-    /// `Some` where the column exists.
-    pub key_hash: Option<String>,
-    /// `Some` only for an insert into a table that has the column.
-    pub timezone: Option<&'static str>,
-    /// The columns an existing row gets (the conflict branch of the upsert).
-    pub update_columns: Vec<&'static str>,
-}
+/// What a new row gets in `timezone`, as the application's initializer does.
+pub const DEFAULT_TIMEZONE: &str = "Europe/Warsaw";
+
+/// The columns an insert names, in the order `write_row` binds them. The
+/// schema repair runs first, so all of them exist by then.
+pub const INSERT_COLUMNS: [&str; 9] = [
+    "id",
+    "name",
+    "openrouter_api_key",
+    "markup_rate",
+    "is_active",
+    "created_at",
+    "updated_at",
+    "openrouter_key_hash",
+    "timezone",
+];
 
 /// What an upsert may change in a row that exists: never `id`, `created_at`
 /// (unless repaired) or `timezone`, which an admin may have set.
@@ -39,51 +38,47 @@ pub const UPDATABLE_COLUMNS: [&str; 6] = [
     "updated_at",
 ];
 
-impl RowWrite {
-    /// The columns the insert branch names: the required ones, in
-    /// `REQUIRED_ORG_COLUMNS` order, then the optional ones it has values for.
-    pub fn insert_columns(&self) -> Vec<&'static str> {
-        let mut columns = REQUIRED_ORG_COLUMNS.to_vec();
-        if self.key_hash.is_some() {
-            columns.push("openrouter_key_hash");
-        }
-        if self.timezone.is_some() {
-            columns.push("timezone");
-        }
-        columns
-    }
+/// A planned write of the organization row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowWrite {
+    pub id: String,
+    pub name: String,
+    pub api_key: Secret,
+    /// OpenRouter's identifier of the key, where it is known.
+    pub key_hash: Option<String>,
+    pub markup_rate: f64,
+    pub is_active: bool,
+    /// Only used by an insert, or to repair a timestamp an update names.
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// The columns an existing row gets (the conflict branch of the upsert).
+    pub update_columns: Vec<&'static str>,
 }
 
 pub fn write_row(conn: &Connection, path: &Path, write: &RowWrite) -> Result<(), DbError> {
-    let columns = write.insert_columns();
-    let active: i64 = 1;
     let key = write.api_key.expose();
-    let mut values: Vec<&dyn ToSql> = vec![
+    let is_active = i64::from(write.is_active);
+    // Same order as INSERT_COLUMNS.
+    let values: [&dyn ToSql; 9] = [
         &write.id,
         &write.name,
         &key,
         &write.markup_rate,
-        &active,
+        &is_active,
         &write.created_at,
         &write.updated_at,
+        &write.key_hash,
+        &DEFAULT_TIMEZONE,
     ];
-    // Same order as `insert_columns`.
-    if let Some(hash) = &write.key_hash {
-        values.push(hash);
-    }
-    if let Some(timezone) = &write.timezone {
-        values.push(timezone);
-    }
-    let placeholders: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
+    let placeholders: Vec<String> = (1..=values.len()).map(|i| format!("?{i}")).collect();
     let sets: Vec<String> = write
         .update_columns
         .iter()
-        .filter(|c| columns.contains(c))
         .map(|c| format!("{c} = excluded.{c}"))
         .collect();
     let sql = format!(
         "INSERT INTO {ORG_TABLE} ({}) VALUES ({}) ON CONFLICT(id) DO UPDATE SET {}",
-        columns.join(", "),
+        INSERT_COLUMNS.join(", "),
         placeholders.join(", "),
         sets.join(", ")
     );

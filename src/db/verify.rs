@@ -1,13 +1,16 @@
-//! `--production`: read the row back and compare every field with what the
-//! plan meant to leave there. A mismatch means someone else wrote in between
-//! or this program is wrong; either way the operator must know.
+//! `--production`: read the row back the way the application does and
+//! compare it with what the plan meant to leave there. The application's
+//! ORM selects every column it maps, by id, among active rows; if that read
+//! fails or finds nothing, no usage is recorded, so that is the read that
+//! decides whether a run is `verified`. A mismatch means someone else wrote
+//! in between or this program is wrong; either way the operator must know.
 
 use std::path::Path;
 
-use rusqlite::Connection;
 use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension};
 
-use super::{DbError, Schema, inspect, read_snapshot};
+use super::{DbError, ORG_TABLE, orm_select_list};
 use crate::secret::Secret;
 
 /// What the row must hold after the run.
@@ -16,7 +19,10 @@ pub struct Expected {
     pub id: String,
     pub name: String,
     pub api_key: Secret,
+    /// OpenRouter's identifier of the key, where it is known.
+    pub key_hash: Option<String>,
     pub markup_rate: f64,
+    pub is_active: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -31,73 +37,146 @@ pub enum VerifyError {
         found: String,
         expected: String,
     },
-    #[error("verification failed: the schema changed during the run ({0})")]
-    Schema(String),
+    #[error(
+        "verification failed: the application's read of organization {id} in {} fails ({detail}), so it \
+         would record no usage. Run again, and report a bug if it repeats.",
+        path.display()
+    )]
+    ApplicationRead {
+        path: std::path::PathBuf,
+        id: String,
+        detail: String,
+    },
     #[error(transparent)]
     Db(#[from] DbError),
 }
 
+/// The row as the application's lookup returns it, by column name.
+struct AppRow(Vec<(String, Value)>);
+
+impl AppRow {
+    fn get(&self, column: &str) -> &Value {
+        self.0
+            .iter()
+            .find(|(name, _)| name == column)
+            .map_or(&Value::Null, |(_, value)| value)
+    }
+}
+
 pub fn verify(conn: &Connection, path: &Path, expected: &Expected) -> Result<(), VerifyError> {
-    let schema: Schema = inspect(conn, path)?
-        .ok_or_else(|| VerifyError::Schema("the database has no tables".to_owned()))?;
-    let snapshot = read_snapshot(conn, path, schema, &expected.id, &expected.api_key)?;
     let mismatch = |field: &str, found: String, wanted: String| VerifyError::Mismatch {
         place: path.display().to_string(),
-        field: format!("client_organizations.{field} of {}", expected.id),
+        field: format!("{ORG_TABLE}.{field} of {}", expected.id),
         found,
         expected: wanted,
     };
-    let row = snapshot
-        .row
-        .ok_or_else(|| mismatch("row", "missing".to_owned(), "a row".to_owned()))?;
-    if row.name != expected.name {
+    let row = read_as_application(conn, path, expected)?.ok_or_else(|| {
+        let wanted = if expected.is_active {
+            "an active row, which the application's lookup finds"
+        } else {
+            "an inactive row"
+        };
+        mismatch("row", "missing".to_owned(), wanted.to_owned())
+    })?;
+    let text = |column: &str| match row.get(column) {
+        Value::Text(t) => Some(t.clone()),
+        _ => None,
+    };
+    if text("name").as_deref() != Some(expected.name.as_str()) {
         return Err(mismatch(
             "name",
-            format!("{:?}", row.name),
+            format!("{:?}", row.get("name")),
             format!("{:?}", expected.name),
         ));
     }
-    if row.api_key != expected.api_key {
+    if text("openrouter_api_key").as_deref() != Some(expected.api_key.expose()) {
+        let found = text("openrouter_api_key")
+            .map_or_else(|| "not text".to_owned(), |k| Secret::new(k).fingerprint());
         return Err(mismatch(
             "openrouter_api_key",
-            row.api_key.fingerprint(),
+            found,
             expected.api_key.fingerprint(),
         ));
     }
-    if schema.has_key_hash
-        && row.key_hash.as_deref() != Some(expected.api_key.sha256_hex().as_str())
-    {
+    if text("openrouter_key_hash") != expected.key_hash {
         return Err(mismatch(
             "openrouter_key_hash",
-            format!("{:?}", row.key_hash),
-            "the key's SHA-256".to_owned(),
+            format!("{:?}", row.get("openrouter_key_hash")),
+            format!("{:?}", expected.key_hash),
         ));
     }
-    if row.markup_rate != Value::Real(expected.markup_rate) {
-        return Err(mismatch(
-            "markup_rate",
-            format!("{:?}", row.markup_rate),
-            expected.markup_rate.to_string(),
-        ));
-    }
-    if row.is_active != Value::Integer(1) {
+    check_markup(row.get("markup_rate"), expected.markup_rate)
+        .map_err(|found| mismatch("markup_rate", found, format!("{}", expected.markup_rate)))?;
+    if row.get("is_active") != &Value::Integer(i64::from(expected.is_active)) {
         return Err(mismatch(
             "is_active",
-            format!("{:?}", row.is_active),
-            "1".to_owned(),
+            format!("{:?}", row.get("is_active")),
+            i64::from(expected.is_active).to_string(),
         ));
     }
-    for (field, value) in [
-        ("created_at", &row.created_at),
-        ("updated_at", &row.updated_at),
-    ] {
-        if !matches!(value, Value::Integer(_)) {
+    for field in ["created_at", "updated_at"] {
+        if !matches!(row.get(field), Value::Integer(_)) {
             return Err(mismatch(
                 field,
-                format!("{value:?}"),
+                format!("{:?}", row.get(field)),
                 "integer epoch seconds".to_owned(),
             ));
         }
     }
     Ok(())
+}
+
+/// The ORM's read: every mapped column, by id, among active rows (or the
+/// row whatever its state, when it is meant to be inactive).
+fn read_as_application(
+    conn: &Connection,
+    path: &Path,
+    expected: &Expected,
+) -> Result<Option<AppRow>, VerifyError> {
+    let active = if expected.is_active {
+        " AND is_active = 1"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "SELECT {} FROM {ORG_TABLE} WHERE id = ?1{active}",
+        orm_select_list()
+    );
+    let read = || -> rusqlite::Result<Option<AppRow>> {
+        let mut statement = conn.prepare(&sql)?;
+        let names: Vec<String> = statement.column_names().map(str::to_owned).collect();
+        statement
+            .query_row([&expected.id], |row| {
+                let mut values = Vec::with_capacity(names.len());
+                for (i, name) in names.iter().enumerate() {
+                    values.push((name.clone(), row.get::<_, Value>(i)?));
+                }
+                Ok(AppRow(values))
+            })
+            .optional()
+    };
+    read().map_err(|e| match e.sqlite_error_code() {
+        // SQLITE_ERROR: the statement itself fails, as "no such column" does.
+        Some(rusqlite::ErrorCode::Unknown) => VerifyError::ApplicationRead {
+            path: path.to_owned(),
+            id: expected.id.clone(),
+            detail: e.to_string(),
+        },
+        _ => DbError::sqlite(path, "verification read")(e).into(),
+    })
+}
+
+/// The application multiplies costs by this: a positive, finite number,
+/// equal to what was written.
+fn check_markup(found: &Value, wanted: f64) -> Result<(), String> {
+    let value = match found {
+        Value::Real(f) => *f,
+        Value::Integer(i) => *i as f64,
+        other => return Err(format!("{other:?}, not a number")),
+    };
+    if value.is_finite() && value > 0.0 && value == wanted {
+        Ok(())
+    } else {
+        Err(format!("{found:?}"))
+    }
 }

@@ -29,8 +29,9 @@ fn world(env_text: Option<&str>, database: DatabaseState) -> World {
         env_file: PathBuf::from("/shared/.env"),
         env_text: env_text.map(str::to_owned),
         env_mode: env_text.map(|_| 0o600),
-        stored_secret: None,
-        data_dir_exists: true,
+        // The store holds the configured key, as after a first run.
+        stored_secret: StoredKey::Key(Secret::new("session-secret")),
+        store_dir_exists: true,
         database,
     }
 }
@@ -44,11 +45,15 @@ fn plan(config: &Config, world: &World) -> Result<Plan, Error> {
     build(config, Mode::Production, id, world, NOW, no_secret)
 }
 
+/// A database whose table has every column the application reads.
 fn snapshot(row: Option<OrgRow>) -> DatabaseState {
+    snapshot_lacking(&[], row)
+}
+
+fn snapshot_lacking(missing: &[&'static str], row: Option<OrgRow>) -> DatabaseState {
     DatabaseState::Ready(Box::new(Snapshot {
         schema: Schema {
-            has_key_hash: true,
-            has_timezone: false,
+            missing_columns: missing.to_vec(),
         },
         row,
         key_owner: None,
@@ -66,8 +71,18 @@ fn stored_row() -> OrgRow {
         is_active: Value::Integer(1),
         created_at: Value::Integer(100),
         updated_at: Value::Integer(200),
-        key_hash: Some(crate::secret::sha256_hex(KEY.as_bytes())),
-        timezone: None,
+        key_hash: Some("openrouter-hash-of-the-key".into()),
+        timezone: Some("Europe/Warsaw".into()),
+    }
+}
+
+/// The row change of a plan that writes one.
+fn row_change(plan: &Plan) -> &RowChange {
+    match &plan.database {
+        DatabasePlan::Write {
+            row: Some(change), ..
+        } => change,
+        other => panic!("no row change: {other:?}"),
     }
 }
 
@@ -91,40 +106,105 @@ fn a_matching_row_and_env_make_an_empty_plan() {
 #[test]
 fn a_missing_row_is_inserted_with_every_column() {
     let plan = plan(&config(&[]), &world(None, snapshot(None))).unwrap();
-    let DatabasePlan::Write {
-        action,
-        write,
-        columns,
-        create_schema,
-        ..
-    } = &plan.database
-    else {
-        panic!("{:?}", plan.database);
-    };
-    assert_eq!(*action, RowAction::Insert);
-    assert!(!create_schema);
+    let change = row_change(&plan);
+    assert_eq!(change.action, RowAction::Insert);
+    assert!(matches!(
+        plan.database,
+        DatabasePlan::Write {
+            create_schema: false,
+            ..
+        }
+    ));
+    let write = &change.write;
     assert_eq!((write.created_at, write.updated_at), (NOW, NOW));
     assert_eq!(write.markup_rate, 1.3);
-    assert!(write.key_hash.is_some());
+    assert!(write.is_active, "a new row is active");
     assert_eq!(
-        write.timezone, None,
-        "the alembic shape has no timezone column"
+        write.key_hash, None,
+        "OpenRouter's hash of a given key is unknown"
     );
-    assert!(columns.contains(&"openrouter_key_hash"));
+    assert_eq!(change.columns, crate::db::INSERT_COLUMNS);
+}
+
+#[test]
+fn a_table_without_timezone_is_repaired_in_the_same_write() {
+    let lacking = snapshot_lacking(&["timezone"], Some(stored_row()));
+    let repair_only = plan(&config(&[]), &world(None, lacking)).unwrap();
+    assert!(
+        matches!(&repair_only.database, DatabasePlan::Write { add_columns, row: None, .. } if add_columns == &["timezone"]),
+        "{:?}",
+        repair_only.database
+    );
+    assert!(!repair_only.is_empty(), "a repair is drift for --check");
+    let with_insert = plan(
+        &config(&[]),
+        &world(None, snapshot_lacking(&["timezone"], None)),
+    )
+    .unwrap();
+    assert!(
+        matches!(&with_insert.database, DatabasePlan::Write { add_columns, row: Some(_), .. } if add_columns == &["timezone"])
+    );
 }
 
 #[test]
 fn only_the_differing_columns_are_updated() {
     let mut row = stored_row();
-    row.name = "Acme".into();
-    row.is_active = Value::Integer(0);
+    row.is_active = Value::Null;
     let plan = plan(&config(&[]), &world(None, snapshot(Some(row)))).unwrap();
-    let DatabasePlan::Write { columns, write, .. } = &plan.database else {
-        panic!("{:?}", plan.database);
-    };
-    assert_eq!(columns, &["is_active"]);
-    assert_eq!(write.update_columns, ["is_active", "updated_at"]);
-    assert_eq!(write.created_at, 100, "created_at is kept");
+    let change = row_change(&plan);
+    assert_eq!(change.columns, ["is_active"]);
+    assert_eq!(change.write.update_columns, ["is_active", "updated_at"]);
+    assert!(change.write.is_active, "NULL is damage, repaired to active");
+    assert_eq!(change.write.created_at, 100, "created_at is kept");
+}
+
+#[test]
+fn an_inactive_row_stays_inactive_with_a_warning() {
+    let mut row = stored_row();
+    row.is_active = Value::Integer(0);
+    let first = plan(&config(&[]), &world(None, snapshot(Some(row.clone())))).unwrap();
+    let text = first.env.new_text.unwrap();
+    let kept = plan(
+        &config(&[]),
+        &world(Some(&text), snapshot(Some(row.clone()))),
+    )
+    .unwrap();
+    assert!(
+        kept.is_empty(),
+        "deactivation is deliberate, not drift: {kept:?}"
+    );
+    assert_eq!(kept.organization_active(), Some(false));
+    assert!(
+        kept.warnings
+            .iter()
+            .any(|w| w.contains("records NO usage") && w.contains("ORGANIZATION_ACTIVE=true")),
+        "{:?}",
+        kept.warnings
+    );
+    let activated = plan(
+        &config(&[("ORGANIZATION_ACTIVE", "true")]),
+        &world(None, snapshot(Some(row))),
+    )
+    .unwrap();
+    assert_eq!(row_change(&activated).columns, ["is_active"]);
+    assert!(row_change(&activated).write.is_active);
+    assert!(!activated.warnings.iter().any(|w| w.contains("NO usage")));
+}
+
+#[test]
+fn organization_active_false_deactivates_and_inserts_inactive() {
+    let off = config(&[("ORGANIZATION_ACTIVE", "false")]);
+    let deactivated = plan(&off, &world(None, snapshot(Some(stored_row())))).unwrap();
+    assert_eq!(row_change(&deactivated).columns, ["is_active"]);
+    assert!(!row_change(&deactivated).write.is_active);
+    assert!(
+        deactivated
+            .warnings
+            .iter()
+            .any(|w| w.contains("ORGANIZATION_ACTIVE=false"))
+    );
+    let inserted = plan(&off, &world(None, snapshot(None))).unwrap();
+    assert!(!row_change(&inserted).write.is_active);
 }
 
 #[test]
@@ -140,11 +220,21 @@ fn an_unset_markup_rate_keeps_the_stored_one_and_an_explicit_one_wins() {
         &world(None, snapshot(Some(row))),
     )
     .unwrap();
-    let DatabasePlan::Write { columns, write, .. } = &set.database else {
-        panic!("{:?}", set.database);
-    };
-    assert_eq!(columns, &["markup_rate"]);
-    assert_eq!(write.markup_rate, 2.0);
+    assert_eq!(row_change(&set).columns, ["markup_rate"]);
+    assert_eq!(row_change(&set).write.markup_rate, 2.0);
+}
+
+#[test]
+fn a_new_key_clears_the_hash_of_the_old_one() {
+    let mut row = stored_row();
+    row.api_key = Secret::new("sk-or-v1-theoldkey000000000000000000");
+    let plan = plan(&config(&[]), &world(None, snapshot(Some(row)))).unwrap();
+    let change = row_change(&plan);
+    assert_eq!(
+        change.columns,
+        ["openrouter_api_key", "openrouter_key_hash"]
+    );
+    assert_eq!(change.write.key_hash, None);
 }
 
 #[test]
@@ -153,12 +243,10 @@ fn text_timestamps_are_repaired_to_the_same_instant() {
     row.created_at = Value::Text("1970-01-02T00:00:00".into());
     row.updated_at = Value::Text("garbage".into());
     let plan = plan(&config(&[]), &world(None, snapshot(Some(row)))).unwrap();
-    let DatabasePlan::Write { columns, write, .. } = &plan.database else {
-        panic!("{:?}", plan.database);
-    };
-    assert_eq!(columns, &["created_at", "updated_at"]);
-    assert_eq!(write.created_at, 86_400);
-    assert_eq!(write.updated_at, NOW);
+    let change = row_change(&plan);
+    assert_eq!(change.columns, ["created_at", "updated_at"]);
+    assert_eq!(change.write.created_at, 86_400);
+    assert_eq!(change.write.updated_at, NOW);
 }
 
 #[test]
@@ -182,7 +270,7 @@ fn a_renamed_row_needs_the_explicit_id() {
     assert!(plan(&config(&[]), &world(None, state.clone())).is_err());
     let confirmed = config(&[("OPENROUTER_EXTERNAL_USER", "mai_client_79d89452")]);
     let plan = plan(&confirmed, &world(None, state)).unwrap();
-    assert!(matches!(&plan.database, DatabasePlan::Write { columns, .. } if columns == &["name"]));
+    assert_eq!(row_change(&plan).columns, ["name"]);
 }
 
 #[test]
@@ -190,7 +278,12 @@ fn first_boot_skips_requires_or_creates() {
     let missing = DatabaseState::Missing { dir_exists: true };
     let skip = plan(&config(&[]), &world(None, missing.clone())).unwrap();
     assert!(matches!(skip.database, DatabasePlan::Skip { .. }));
-    assert!(skip.warnings.iter().any(|w| w.contains("first boot")));
+    assert!(
+        skip.warnings
+            .iter()
+            .any(|w| w.contains("does not exist yet (first boot)"))
+    );
+    assert_eq!(skip.organization_active(), None);
     let required = plan(
         &config(&[("REQUIRE_DATABASE", "true")]),
         &world(None, DatabaseState::Empty),
@@ -202,9 +295,20 @@ fn first_boot_skips_requires_or_creates() {
     let create = plan(&config(&[("CREATE_SCHEMA", "true")]), &world(None, missing)).unwrap();
     assert!(matches!(
         create.database,
-        DatabasePlan::Write { create_schema: true, action: RowAction::Insert, ref write, .. }
-            if write.timezone == Some(DEFAULT_TIMEZONE)
+        DatabasePlan::Write {
+            create_schema: true,
+            ..
+        }
     ));
+    assert_eq!(row_change(&create).action, RowAction::Insert);
+    assert!(
+        create
+            .warnings
+            .iter()
+            .any(|w| w.contains("fails on every start") && w.contains("no later migration")),
+        "{:?}",
+        create.warnings
+    );
 }
 
 #[test]
@@ -231,15 +335,24 @@ fn the_secret_key_comes_from_config_then_env_then_store_then_is_generated() {
     .unwrap();
     assert_eq!(from_env.secret_key.source, SecretKeySource::EnvFile);
     assert_eq!(from_env.secret_key.value.expose(), "from-env");
+    assert_eq!(
+        from_env.secret_key.store_at,
+        Some(PathBuf::from("/data/.webui_secret_key")),
+        "the store must hold the key in effect, for the start script"
+    );
 
     let mut stored = world(None, DatabaseState::NotInMode);
-    stored.stored_secret = Some(Secret::new("from-store"));
+    stored.stored_secret = StoredKey::Key(Secret::new("from-store"));
     let from_store = plan(&config, &stored).unwrap();
     assert_eq!(from_store.secret_key.source, SecretKeySource::Stored);
-    assert!(from_store.secret_key.store_at.is_none());
+    assert!(
+        from_store.secret_key.store_at.is_none(),
+        "the store holds it"
+    );
 
     let id = OrgId::resolve(None, "Acme");
-    let fresh = world(None, DatabaseState::NotInMode);
+    let mut fresh = world(None, DatabaseState::NotInMode);
+    fresh.stored_secret = StoredKey::Absent;
     let generated = build(&config, Mode::Env, id.clone(), &fresh, NOW, || {
         Ok(Secret::new("new"))
     })
@@ -251,12 +364,49 @@ fn the_secret_key_comes_from_config_then_env_then_store_then_is_generated() {
     );
 
     let mut no_volume = fresh;
-    no_volume.data_dir_exists = false;
+    no_volume.store_dir_exists = false;
     let err = build(&config, Mode::Env, id, &no_volume, NOW, || {
         Ok(Secret::new("new"))
     })
     .unwrap_err();
     assert!(matches!(err, Error::SecretKeyHome { .. }));
+}
+
+#[test]
+fn a_key_store_without_its_folder_is_a_warning_when_a_key_is_at_hand() {
+    let mut no_volume = world(None, DatabaseState::NotInMode);
+    no_volume.store_dir_exists = false;
+    no_volume.stored_secret = StoredKey::Absent;
+    let plan = plan(&config(&[]), &no_volume).unwrap();
+    assert_eq!(plan.secret_key.store_at, None);
+    assert!(
+        plan.warnings
+            .iter()
+            .any(|w| w.contains("/data/.webui_secret_key") && w.contains("start script")),
+        "{:?}",
+        plan.warnings
+    );
+}
+
+#[test]
+fn an_unusable_store_is_rewritten_when_a_key_is_at_hand_and_refused_otherwise() {
+    let mut broken = world(None, DatabaseState::NotInMode);
+    broken.stored_secret = StoredKey::Unusable {
+        problem: "is not UTF-8 text".into(),
+    };
+    let rewritten = plan(&config(&[]), &broken).unwrap();
+    assert_eq!(rewritten.secret_key.source, SecretKeySource::Configured);
+    assert!(rewritten.secret_key.store_at.is_some());
+    let err = build(
+        &config_without_secret_key(),
+        Mode::Env,
+        OrgId::resolve(None, "Acme"),
+        &broken,
+        NOW,
+        no_secret,
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::SecretKeyUnusable { .. }), "{err}");
 }
 
 #[test]
@@ -324,7 +474,7 @@ fn an_unwritable_secret_key_from_a_file_names_the_file() {
     };
 
     let mut stored = world(None, DatabaseState::NotInMode);
-    stored.stored_secret = Some(Secret::new("abc\nOPENROUTER_HOST=https://evil.example"));
+    stored.stored_secret = StoredKey::Key(Secret::new("abc\nOPENROUTER_HOST=https://evil.example"));
     let err = build(&config, Mode::Env, id(), &stored, NOW, no_secret).unwrap_err();
     assert_eq!(
         unusable_at(&err),

@@ -499,26 +499,29 @@ impl Scenario {
         match self {
             Scenario::Update { .. } => &[
                 "locked",
-                "secret-stored",
+                "secret-prepared",
                 "temp-created:.env",
                 "env-prepared",
+                "temp-created:.env.backup",
+                "backup-prepared",
                 "transaction-open",
                 "before-commit",
                 DATABASE_COMMITTED,
-                "temp-created:.env.backup",
                 "backup-written",
                 "env-committed",
             ],
             Scenario::FirstBoot => &[
                 "locked",
                 "temp-created:.webui_secret_key",
-                "secret-stored",
+                "secret-prepared",
                 "temp-created:.env",
                 "env-prepared",
+                "backup-prepared",
                 "transaction-open",
                 "schema-created",
                 "before-commit",
                 DATABASE_COMMITTED,
+                "secret-stored",
                 "env-committed",
             ],
         }
@@ -557,19 +560,21 @@ pub const OLD_TIME: i64 = 1_600_000_000;
 impl State {
     pub fn read(sandbox: &Sandbox) -> Self {
         let stored = fs::read_to_string(sandbox.secret_store()).ok();
-        if let Some(key) = &stored {
+        // The store holds the configured key, or a generated one, whole.
+        let generated = stored.as_ref().filter(|key| key.as_str() != SECRET_KEY);
+        if let Some(key) = generated {
             assert!(
                 key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit()),
                 "the stored key is incomplete: {} bytes",
                 key.len()
             );
         }
-        let normalise = |text: String| match &stored {
+        let normalise = |text: String| match generated {
             Some(key) => text.replace(key.as_str(), GENERATED),
             None => text,
         };
         let env = fs::read_to_string(sandbox.env_path()).ok().map(normalise);
-        if let (Some(env), None) = (&env, &stored) {
+        if let (Some(env), None) = (&env, generated) {
             // Only FirstBoot generates; there the .env never comes first.
             assert!(env.contains(SECRET_KEY), "a .env whose key was not stored");
         }
