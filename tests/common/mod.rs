@@ -21,7 +21,7 @@ pub const KEY: &str = "sk-or-v1-FAKEKEY0000aaaa1111bbbb2222cccc3333dddd4444eeee5
 pub const OTHER_KEY: &str = "sk-or-v1-OTHERKEY999988887777666655554444333322221111000";
 pub const SECRET_KEY: &str = "FAKE-webui-secret-Qx7Zp9Lm2Vb8";
 pub const NAME: &str = "Acme";
-/// `mai_client_` + md5("Acme")[..8], from CONTRACT.md.
+/// `mai_client_` + md5("Acme")[..8], a vector from docs/mai-contract.md.
 pub const ACME_ID: &str = "mai_client_79d89452";
 
 pub const ALEMBIC_SQL: &str = include_str!("../fixtures/mai-alembic-schema.sql");
