@@ -1,5 +1,6 @@
 //! Command-line flags. The mode flags keep the old generator's names.
 
+use std::io::Write as _;
 use std::time::Duration;
 
 use clap::{ArgGroup, CommandFactory, FromArgMatches, Parser, ValueEnum};
@@ -103,7 +104,9 @@ impl Cli {
     fn validated(self) -> Result<Self, ExitCode> {
         if let Some(seconds) = self.wait_for_database {
             if !seconds.is_finite() || !(0.0..=MAX_WAIT_SECS).contains(&seconds) {
-                eprintln!(
+                // Not eprintln!: it panics when stderr is closed.
+                let _ = writeln!(
+                    std::io::stderr(),
                     "error: --wait-for-database takes 0 to {MAX_WAIT_SECS} seconds\n\nFor more information, try '--help'."
                 );
                 return Err(ExitCode::Usage);

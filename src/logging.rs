@@ -68,9 +68,12 @@ impl Settings {
 
 pub fn init(settings: Settings) {
     let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(|| LossyStderr)
         .with_max_level(settings.level)
-        .with_target(false);
+        .with_target(false)
+        // Its own report of a failed write goes to stderr with `eprintln!`,
+        // which panics when stderr is gone.
+        .log_internal_errors(false);
     let installed = match settings.format {
         Format::Text => builder
             .with_ansi(std::io::stderr().is_terminal())
@@ -84,4 +87,38 @@ pub fn init(settings: Settings) {
     };
     // Only fails if a subscriber is already set, which then keeps logging.
     let _ = installed;
+}
+
+/// stderr that never fails: a log line that cannot be written (a closed
+/// pipe, a full disk behind `2>file`) is dropped. The run's outcome is its
+/// exit code, which a lost log line must not change, and there is nowhere
+/// left to report the loss.
+struct LossyStderr;
+
+impl std::io::Write for LossyStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
+}
+
+/// Print `text` on stdout. A stdout that cannot take it (a closed pipe,
+/// `/dev/full`) is logged, never a panic: the run already did its work,
+/// and its exit code must stay the one it earned.
+pub fn print_stdout(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        tracing::warn!(
+            "cannot write the output to stdout ({e}); the exit code still says how the run ended"
+        );
+    }
 }

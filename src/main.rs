@@ -24,7 +24,7 @@ fn main() -> std::process::ExitCode {
         }
     };
     if cli.version {
-        println!("{}", mai_provision::cli::version_text());
+        logging::print_stdout(&format!("{}\n", mai_provision::cli::version_text()));
         return exit::ExitCode::Ok.code().into();
     }
     logging::init(logging::Settings::from_env_or_default());

@@ -363,7 +363,7 @@ pub fn finish(
     match result {
         Ok(outcome) => {
             if let (OutputFormat::Text, Some(text)) = (options.output, &outcome.plan_text) {
-                print!("{text}");
+                crate::logging::print_stdout(text);
             }
             tracing::info!(exit_code = code.code(), "{}", summary(outcome, elapsed));
         }
@@ -376,7 +376,7 @@ pub fn finish(
         }
     }
     if options.output == OutputFormat::Json {
-        println!("{}", json_report(result, code, elapsed));
+        crate::logging::print_stdout(&format!("{}\n", json_report(result, code, elapsed)));
     }
     crate::termination::write(
         &crate::termination::path(),
