@@ -5,7 +5,7 @@
 //! killed before the commit leaves every file as it was; one killed after it
 //! leaves the old or the new state of each file, and the next run converges.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rusqlite::{Connection, MAIN_DB, TransactionBehavior};
 
@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::db::{self, Access, DbError};
 use crate::envfile::{self, PreparedFile};
 use crate::error::Error;
-use crate::hooks::checkpoint;
+use crate::hooks::{checkpoint, checkpoint_committed};
 use crate::plan::{self, DatabasePlan, DatabaseState, Plan, SecretKeySource};
 
 const SECRET_KEY_MODE: u32 = 0o600;
@@ -43,21 +43,16 @@ pub fn apply(
     remove_leftovers(plan, config);
     let prepared = prepare(plan, config)?;
     let (database, connection) = apply_database(plan, config, connection, now)?;
-    checkpoint("database-committed")?;
+    checkpoint_committed("database-committed");
     let secret_key_stored = prepared.secret_key.is_some();
-    if let Some(store) = prepared.secret_key {
-        store.commit()?;
-        log_stored_key(plan);
-        checkpoint("secret-stored")?;
-    }
-    if let Some(backup) = prepared.backup {
-        backup.commit()?;
-        checkpoint("backup-written")?;
-    }
     let env_written = prepared.env.is_some();
-    if let Some(env) = prepared.env {
-        env.commit()?;
-        checkpoint("env-committed")?;
+    let mut done = Vec::new();
+    if matches!(database, DatabasePlan::Write { .. }) {
+        done.push("the database");
+    }
+    rename_into_place(prepared, done)?;
+    if secret_key_stored {
+        log_stored_key(plan);
     }
     Ok(Applied {
         database,
@@ -65,6 +60,35 @@ pub fn apply(
         secret_key_stored,
         connection,
     })
+}
+
+/// The renames after the commit, the `.env` last. One that fails leaves
+/// the run half applied: the error names what was done and what was not.
+fn rename_into_place(prepared: Prepared, mut done: Vec<&'static str>) -> Result<(), Error> {
+    let renames: Vec<(&'static str, PreparedFile, &str)> = [
+        ("the key store", prepared.secret_key, "secret-stored"),
+        ("the .env backup", prepared.backup, "backup-written"),
+        ("the .env", prepared.env, "env-committed"),
+    ]
+    .into_iter()
+    .filter_map(|(part, file, step)| file.map(|file| (part, file, step)))
+    .collect();
+    let parts: Vec<&'static str> = renames.iter().map(|(part, ..)| *part).collect();
+    for (i, (part, file, step)) in renames.into_iter().enumerate() {
+        if let Err(e) = file.commit() {
+            if done.is_empty() {
+                return Err(e.into());
+            }
+            return Err(Error::PartlyApplied {
+                done,
+                not_done: parts[i..].to_vec(),
+                source: Box::new(e.into()),
+            });
+        }
+        done.push(part);
+        checkpoint_committed(step);
+    }
+    Ok(())
 }
 
 fn prepare(plan: &Plan, config: &Config) -> Result<Prepared, Error> {
@@ -75,24 +99,29 @@ fn prepare(plan: &Plan, config: &Config) -> Result<Prepared, Error> {
             path,
             plan.secret_key.value.expose().as_bytes(),
             SECRET_KEY_MODE,
+            envfile::owner_of(path),
         )?),
         None => None,
     };
     checkpoint("secret-prepared")?;
+    // The application reads the .env as the user that owns it now.
+    let env_owner = envfile::owner_of(&plan.env.path);
     let env = match &plan.env.new_text {
         Some(text) => Some(PreparedFile::create(
             &plan.env.path,
             text.as_bytes(),
             config.env_file_mode,
+            env_owner,
         )?),
         None => None,
     };
     checkpoint("env-prepared")?;
     let backup = match (&plan.env.new_text, &plan.env.old_text) {
         (Some(_), Some(old)) => Some(PreparedFile::create(
-            &backup_path(&plan.env.path),
+            &envfile::backup_path(&plan.env.path),
             old.as_bytes(),
             config.env_file_mode,
+            env_owner,
         )?),
         _ => None,
     };
@@ -111,10 +140,6 @@ fn log_stored_key(plan: &Plan) {
     } else {
         tracing::info!(path = %path.display(), "stored WEBUI_SECRET_KEY for the start script");
     }
-}
-
-pub fn backup_path(env_file: &Path) -> PathBuf {
-    crate::paths::with_name_suffix(env_file, ".backup")
 }
 
 /// Temp files of a run that was killed; we hold the lock, so no live run

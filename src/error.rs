@@ -62,4 +62,18 @@ pub enum Error {
         "cannot get random bytes from the operating system for a new WEBUI_SECRET_KEY: {0}. Set WEBUI_SECRET_KEY instead."
     )]
     Random(String),
+    /// A failure after the database committed: some files were replaced,
+    /// others not. The message says exactly which, so that nobody takes
+    /// the deployment for either the old state or the new one.
+    #[error(
+        "the run was only partly applied: done: {}; NOT done: {}, because {source}. Until this is fixed, \
+         the application reads the old files with the new database row. Fix the cause and run again: \
+         the next run finishes the change.",
+        done.join(", "), not_done.join(", ")
+    )]
+    PartlyApplied {
+        done: Vec<&'static str>,
+        not_done: Vec<&'static str>,
+        source: Box<Error>,
+    },
 }

@@ -113,6 +113,8 @@ pub fn for_error(error: &Error) -> ExitCode {
         Error::SecretKeyUnusable { .. } => ExitCode::DataError,
         Error::Random(_) => ExitCode::Io,
         Error::SchemaWait { .. } => ExitCode::TempFail,
+        // The part that failed decides: the operator fixes that, and reruns.
+        Error::PartlyApplied { source, .. } => for_error(source),
     }
 }
 
@@ -168,6 +170,7 @@ fn for_output(error: &OutputError) -> ExitCode {
         | OutputError::NotRegularFile { .. } => ExitCode::CannotCreate,
         OutputError::NotUtf8 { .. } | OutputError::TooLarge { .. } => ExitCode::DataError,
         OutputError::AppearedMeanwhile { .. } => ExitCode::TempFail,
+        OutputError::Immutable { .. } | OutputError::KeepOwner { .. } => ExitCode::NoPermission,
         OutputError::Interrupted(i) => for_signal(i.signal),
         OutputError::Create { source, .. } => for_io(source.kind(), ExitCode::CannotCreate),
         OutputError::Read { source, .. } | OutputError::Write { source, .. } => {

@@ -16,11 +16,25 @@
 
 use crate::signals::Interrupted;
 
-#[cfg(any(debug_assertions, feature = "test-hooks"))]
+/// A step boundary where a run may still stop: `Err` once a termination
+/// signal has arrived.
 pub fn checkpoint(step: &str) -> Result<(), Interrupted> {
+    crate::signals::check()?;
+    pause(step)
+}
+
+/// A step boundary after the database committed. A signal no longer stops
+/// the run here: only renames are left, and stopping between them would
+/// leave the database and the `.env` disagreeing.
+pub fn checkpoint_committed(step: &str) {
+    // A pause ends early on a signal, which the caller then ignores.
+    let _ = pause(step);
+}
+
+#[cfg(any(debug_assertions, feature = "test-hooks"))]
+fn pause(step: &str) -> Result<(), Interrupted> {
     use std::time::Duration;
 
-    crate::signals::check()?;
     if std::env::var("MAI_PROVISION_TEST_PAUSE").ok().as_deref() != Some(step) {
         return Ok(());
     }
@@ -35,6 +49,6 @@ pub fn checkpoint(step: &str) -> Result<(), Interrupted> {
 }
 
 #[cfg(not(any(debug_assertions, feature = "test-hooks")))]
-pub fn checkpoint(_step: &str) -> Result<(), Interrupted> {
-    crate::signals::check()
+fn pause(_step: &str) -> Result<(), Interrupted> {
+    Ok(())
 }

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::apply::{Applied, backup_path};
+use crate::apply::Applied;
 use crate::cli::{Options, OutputFormat};
 use crate::config::Mode;
+use crate::envfile::backup_path;
 use crate::envfile::{KeyChange, KeyStatus};
 use crate::error::Error;
 use crate::exit::ExitCode;
@@ -395,12 +396,23 @@ fn json_report(result: &Result<Outcome, Error>, code: ExitCode, elapsed: Duratio
             }
             value
         }
-        Err(error) => serde_json::json!({
-            "status": "error",
-            "exit_code": code.code(),
-            "error": error.to_string(),
-            "duration_ms": duration_ms,
-        }),
+        Err(error) => {
+            let mut value = serde_json::json!({
+                "status": "error",
+                "exit_code": code.code(),
+                "error": error.to_string(),
+                "duration_ms": duration_ms,
+            });
+            if let (Error::PartlyApplied { done, not_done, .. }, Some(map)) =
+                (error, value.as_object_mut())
+            {
+                map.insert(
+                    "partly_applied".into(),
+                    serde_json::json!({ "done": done, "not_done": not_done }),
+                );
+            }
+            value
+        }
     };
     value.to_string()
 }

@@ -29,6 +29,9 @@ pub fn read(
     access: Access,
 ) -> Result<Reading, Error> {
     let env_text = envfile::read_existing(&env_file)?;
+    // Checked now, so that a folder there refuses the run before anything
+    // is written, instead of failing after the database committed.
+    envfile::check_replaceable(&envfile::backup_path(&env_file))?;
     let env_mode = env_text.as_ref().and_then(|_| permission_bits(&env_file));
     let stored_secret = read_stored_secret(config)?;
     let (database, connection) = match (mode, database_file) {

@@ -1,8 +1,11 @@
-//! SIGTERM and SIGINT: at every step of a run, while waiting for the lock,
-//! for a busy database or for the application's schema, the job rolls back
-//! what it has not committed, removes its temp files, releases its locks and
-//! exits 143 or 130 within a second. Also as PID 1 of a PID namespace (a
-//! container without an init), where a signal without a handler is ignored.
+//! SIGTERM and SIGINT: at every step of a run before the database commit,
+//! while waiting for the lock, for a busy database or for the application's
+//! schema, the job rolls back what it has not committed, removes its temp
+//! files, releases its locks and exits 143 or 130 within a second. After the
+//! commit it finishes its renames first (stopping there would leave the
+//! database and the `.env` apart) and exits 0 within a second, with both
+//! halves new. Also as PID 1 of a PID namespace (a container without an
+//! init), where a signal without a handler is ignored.
 
 mod common;
 
@@ -50,6 +53,19 @@ fn job_pid(live: &Live, launch: Launch) -> u32 {
 
 /// Signal the job and wait: it must exit with `code` within `WITHIN`.
 fn stop(live: Live, launch: Launch, signal: &str, code: i32, context: &str) -> Run {
+    let name = if signal == "TERM" {
+        "SIGTERM"
+    } else {
+        "SIGINT"
+    };
+    let run = stop_with(live, launch, signal, code, context);
+    run.assert_mentions(&[&format!("interrupted by {name}")]);
+    run
+}
+
+/// Signal the job and wait: it must exit with `code` within `WITHIN`,
+/// whatever it says.
+fn stop_with(live: Live, launch: Launch, signal: &str, code: i32, context: &str) -> Run {
     let pid = job_pid(&live, launch);
     let sent = Instant::now();
     send_signal(pid, signal);
@@ -64,14 +80,6 @@ fn stop(live: Live, launch: Launch, signal: &str, code: i32, context: &str) -> R
     );
     assert!(took < WITHIN, "{context}: exited {took:?} after the signal");
     ended.run.assert_no_secret();
-    let name = if signal == "TERM" {
-        "SIGTERM"
-    } else {
-        "SIGINT"
-    };
-    ended
-        .run
-        .assert_mentions(&[&format!("interrupted by {name}")]);
     ended.run
 }
 
@@ -95,6 +103,11 @@ fn a_signal_at_every_step_rolls_back_cleans_up_and_exits_in_time() {
     for scenario in SCENARIOS {
         let template = scenario.prepare();
         let old = State::read(&template).timeless();
+        let new = {
+            let undisturbed = template.copy();
+            Run::from(scenario.command(&undisturbed).output().unwrap()).expect(0);
+            State::read(&undisturbed).timeless()
+        };
         for launch in LAUNCHES {
             for step in scenario.steps() {
                 for (signal, code) in SIGNALS {
@@ -110,17 +123,24 @@ fn a_signal_at_every_step_rolls_back_cleans_up_and_exits_in_time() {
                     };
                     live.wait_for_marker(&marker);
                     std::fs::remove_file(&marker).unwrap();
-                    let run = stop(live, launch, signal, code, &context);
+                    let committed = scenario.committed_at(step);
+                    let run = if committed {
+                        stop_with(live, launch, signal, 0, &context)
+                            .assert_mentions(&["arrived after the database commit"])
+                            .clone()
+                    } else {
+                        stop(live, launch, signal, code, &context)
+                    };
                     sandbox.assert_stored_key_not_in(&run, &context);
                     assert_released(&sandbox, &context);
                     if sandbox.db_path().exists() {
                         assert_integrity(&sandbox.db_path(), &context);
                     }
                     let now = State::read(&sandbox).timeless();
-                    if !scenario.committed_at(step) {
+                    if committed {
+                        assert_eq!(now, new, "{context}: not both halves new");
+                    } else {
                         assert_eq!(now.rows, old.rows, "{context}: not rolled back");
-                    }
-                    if *step != "env-committed" {
                         assert_eq!(now.env, old.env, "{context}: the .env changed");
                     }
                     // Nothing is left half-done for the next run.

@@ -9,4 +9,7 @@ mod write;
 pub use merge::{KeyChange, KeyStatus, MARKER, ManagedKey, Merged, merge};
 pub use parse::{Binding, Document};
 pub use render::{RenderError, render_value};
-pub use write::{OutputError, PreparedFile, read_existing, remove_leftovers, resolve_target};
+pub use write::{
+    OutputError, PreparedFile, backup_path, check_replaceable, owner_of, read_existing,
+    remove_leftovers, resolve_target,
+};

@@ -52,6 +52,23 @@ pub enum OutputError {
     Write { path: PathBuf, source: io::Error },
     #[error("{} appeared while this run was writing it. Run again.", path.display())]
     AppearedMeanwhile { path: PathBuf },
+    #[error(
+        "{} cannot be replaced: it is immutable or append-only (chattr +i or +a). Remove the flag \
+         (chattr -i -a {}) and run again; nothing was changed.",
+        path.display(), path.display()
+    )]
+    Immutable { path: PathBuf },
+    #[error(
+        "cannot keep the owner {uid}:{gid} of {} for its replacement: {source}. Run the job as that \
+         user, or with the right to give files away (root); nothing was changed.",
+        path.display()
+    )]
+    KeepOwner {
+        path: PathBuf,
+        uid: u32,
+        gid: u32,
+        source: io::Error,
+    },
     #[error(transparent)]
     Interrupted(#[from] Interrupted),
 }
@@ -63,6 +80,36 @@ fn write_advice(source: &io::Error) -> &'static str {
         io::ErrorKind::StorageFull => ". Free space on that file system and run again",
         _ => "",
     }
+}
+
+/// Where the previous version of the `.env` is kept when it changes.
+pub fn backup_path(env_file: &Path) -> PathBuf {
+    crate::paths::with_name_suffix(env_file, ".backup")
+}
+
+/// A file about to be replaced by a rename must be a regular file (or
+/// missing, or a link, which the rename replaces): a rename over a folder
+/// fails, and one over a device or pipe would replace it.
+pub fn check_replaceable(path: &Path) -> Result<(), OutputError> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => Err(OutputError::IsDirectory {
+            path: path.to_owned(),
+        }),
+        Ok(meta) if !meta.is_file() && !meta.file_type().is_symlink() => {
+            Err(OutputError::NotRegularFile {
+                path: path.to_owned(),
+            })
+        }
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(read_error(path, e)),
+    }
+}
+
+/// The owner a replacement of `path` must keep: the current file's.
+pub fn owner_of(path: &Path) -> Option<(u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(path).ok().map(|m| (m.uid(), m.gid()))
 }
 
 /// Where a write to `path` really goes: the file itself, or the target of a
@@ -164,7 +211,15 @@ pub struct PreparedFile {
 }
 
 impl PreparedFile {
-    pub fn create(target: &Path, content: &[u8], mode: u32) -> Result<Self, OutputError> {
+    /// A temp file beside `target` holding `content`, with `mode`, and with
+    /// `owner` (uid, gid) when given: a replaced file keeps its owner.
+    pub fn create(
+        target: &Path,
+        content: &[u8],
+        mode: u32,
+        owner: Option<(u32, u32)>,
+    ) -> Result<Self, OutputError> {
+        refuse_immutable(target)?;
         let dir = dir_of(target);
         let name = target
             .file_name()
@@ -183,6 +238,9 @@ impl PreparedFile {
         // empty, with at most the final mode (the umask can only narrow it).
         // A stop request here drops `temp`, which removes it.
         crate::hooks::checkpoint(&format!("temp-created:{name}"))?;
+        if let Some((uid, gid)) = owner {
+            keep_owner(temp.as_file(), target, uid, gid)?;
+        }
         // The umask may have narrowed the mode at creation; set it exactly.
         let written = temp
             .as_file()
@@ -231,6 +289,38 @@ impl PreparedFile {
     }
 }
 
+/// Linux's EPERM: what opening an immutable or append-only file for
+/// writing gives, even to root (a plain permission problem is EACCES).
+const EPERM: i32 = 1;
+
+/// A rename over an immutable or append-only file fails with EPERM; find
+/// out before anything is committed. Opening for writing changes nothing.
+fn refuse_immutable(target: &Path) -> Result<(), OutputError> {
+    if !fs::symlink_metadata(target).is_ok_and(|m| m.is_file()) {
+        return Ok(());
+    }
+    match fs::OpenOptions::new().write(true).open(target) {
+        Err(e) if e.raw_os_error() == Some(EPERM) => Err(OutputError::Immutable {
+            path: target.to_owned(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn keep_owner(file: &File, target: &Path, uid: u32, gid: u32) -> Result<(), OutputError> {
+    use std::os::unix::fs::MetadataExt;
+    let current = file.metadata().map_err(|e| read_error(target, e))?;
+    if (current.uid(), current.gid()) == (uid, gid) {
+        return Ok(());
+    }
+    std::os::unix::fs::fchown(file, Some(uid), Some(gid)).map_err(|source| OutputError::KeepOwner {
+        path: target.to_owned(),
+        uid,
+        gid,
+        source,
+    })
+}
+
 fn sync_dir(target: &Path) -> Result<(), OutputError> {
     let dir = dir_of(target);
     File::open(dir)
@@ -274,7 +364,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join(".env");
         fs::write(&target, "old").unwrap();
-        let prepared = PreparedFile::create(&target, b"new", 0o640).unwrap();
+        let prepared = PreparedFile::create(&target, b"new", 0o640, None).unwrap();
         let temp_mode = fs::metadata(prepared.temp_path())
             .unwrap()
             .permissions()
@@ -292,7 +382,7 @@ mod tests {
     fn a_dropped_preparation_leaves_no_file() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join(".env");
-        drop(PreparedFile::create(&target, b"x", 0o600).unwrap());
+        drop(PreparedFile::create(&target, b"x", 0o600, None).unwrap());
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
@@ -315,7 +405,7 @@ mod tests {
     fn commit_new_never_replaces() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("secret");
-        let prepared = PreparedFile::create(&target, b"mine", 0o600).unwrap();
+        let prepared = PreparedFile::create(&target, b"mine", 0o600, None).unwrap();
         fs::write(&target, "theirs").unwrap();
         assert!(matches!(
             prepared.commit_new(),

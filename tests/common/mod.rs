@@ -271,7 +271,7 @@ pub fn org_rows(conn: &Connection) -> Vec<OrgRow> {
 }
 
 /// A finished run of the binary.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Run {
     pub code: i32,
     pub stdout: String,
