@@ -40,6 +40,8 @@ const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
 const NAME_CHARS: std::ops::RangeInclusive<usize> = 3..=100;
 const MIN_API_KEY_CHARS: usize = 20;
 const EXTERNAL_USER_CHARS: std::ops::RangeInclusive<usize> = 3..=64;
+/// A markup below 0.1 (a 90% discount) or above 100 is a typo, not a price.
+const MIN_MARKUP_RATE: f64 = 0.1;
 const MAX_MARKUP_RATE: f64 = 100.0;
 const MAX_MODEL_ID_CHARS: usize = 200;
 const MAX_SECRET_KEY_CHARS: usize = 4096;
@@ -524,6 +526,13 @@ fn markup_rate(raw: Option<&str>) -> Result<MarkupRate, ConfigError> {
             "It multiplies the raw cost: 1.3 means a 30% markup.",
         ));
     }
+    if value < MIN_MARKUP_RATE {
+        return Err(ConfigError::invalid(
+            "MARKUP_RATE",
+            format!("must be at least {MIN_MARKUP_RATE}"),
+            "It multiplies the raw cost: 1.3 means a 30% markup, 1 bills at cost.",
+        ));
+    }
     Ok(MarkupRate {
         value,
         explicit: true,
@@ -747,6 +756,11 @@ fn file_mode(raw: Option<&str>) -> Result<u32, ConfigError> {
     let digits = raw.trim().trim_start_matches("0o");
     let mode = u32::from_str_radix(digits, 8).ok().filter(|m| *m <= 0o777);
     match mode {
+        Some(mode) if mode & 0o007 != 0 => Err(ConfigError::invalid(
+            "ENV_FILE_MODE",
+            format!("{mode:04o} gives other users access to a file that holds the API key"),
+            "Use 0600, or 0640 when the application reads the .env through its group.",
+        )),
         Some(mode) if mode & 0o600 == 0o600 => Ok(mode),
         _ => Err(ConfigError::invalid(
             "ENV_FILE_MODE",

@@ -105,6 +105,7 @@ pub fn for_error(error: &Error) -> ExitCode {
         Error::Lock(LockError::Open { source, .. }) => {
             for_io(source.kind(), ExitCode::CannotCreate)
         }
+        Error::Lock(LockError::IsLink { .. }) => ExitCode::CannotCreate,
         Error::Lock(LockError::Interrupted(i)) | Error::Interrupted(i) => for_signal(i.signal),
         Error::Verify(VerifyError::Db(e)) => for_db(e),
         Error::Verify(_) | Error::Render(_) => ExitCode::Internal,

@@ -51,6 +51,7 @@ pub fn run(options: &Options) -> Result<Outcome, Error> {
         .into());
     }
     let env_file = envfile::resolve_target(&config.env_file)?;
+    refuse_shared_paths(&config, &env_file)?;
     if options.sidecar && !mode.touches_database() {
         return Err(config::ConfigError::Invalid {
             var: "PROVISION_MODE",
@@ -201,6 +202,47 @@ fn take_locks(
         deadline,
     )?);
     Ok(locks)
+}
+
+/// Each file has one job: a `.env` written over the key store, the database
+/// or a lock file would destroy it, and a key store on the database too.
+fn refuse_shared_paths(config: &Config, env_file: &Path) -> Result<(), config::ConfigError> {
+    let store_dir = paths::dir_of(&config.secret_key_store);
+    let taken: [(&Path, &str); 4] = [
+        (&config.database_path, "the database"),
+        (
+            &config.database_dir().join(LOCK_FILE_NAME),
+            "a lock file of this job",
+        ),
+        (&store_dir.join(LOCK_FILE_NAME), "a lock file of this job"),
+        (
+            &config.secret_key_store,
+            "the key store (WEBUI_SECRET_KEY_STORE)",
+        ),
+    ];
+    // The key store is checked against all but itself.
+    let checks = [
+        ("ENV_FILE", env_file, &taken[..]),
+        (
+            "WEBUI_SECRET_KEY_STORE",
+            &config.secret_key_store,
+            &taken[..3],
+        ),
+    ];
+    for (var, path, others) in checks {
+        if let Some((other, what)) = others
+            .iter()
+            .find(|(other, _)| paths::same_location(path, other))
+        {
+            return Err(config::ConfigError::Invalid {
+                var,
+                problem: format!("names {what}, {}", other.display()),
+                fix: "Give each file its own path: ENV_FILE is the .env the application loads."
+                    .to_owned(),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn env_lock_path(env_file: &Path) -> PathBuf {

@@ -41,6 +41,13 @@ pub enum LockError {
     Timeout { path: PathBuf, waited: Duration },
     #[error("cannot open the lock file {}: {source}. Check that the directory is writable by this user.", path.display())]
     Open { path: PathBuf, source: io::Error },
+    #[error(
+        "the lock file {} is a symbolic link. mai-provision never follows links for its lock files, \
+         which anyone who can write the folder could point elsewhere. Remove the link and run again; \
+         nothing was changed.",
+        path.display()
+    )]
+    IsLink { path: PathBuf },
     #[error(transparent)]
     Interrupted(#[from] Interrupted),
 }
@@ -96,6 +103,8 @@ pub fn acquire_within(path: &Path, started: Instant, deadline: Instant) -> Resul
 }
 
 /// A read-only directory still allows locking a lock file that exists.
+/// Links are never followed: creating or opening the lock file through one
+/// would create or touch a file wherever the link points.
 fn open(path: &Path) -> Result<File, LockError> {
     let created = OpenOptions::new()
         .read(true)
@@ -103,12 +112,27 @@ fn open(path: &Path) -> Result<File, LockError> {
         .create(true)
         .truncate(false)
         .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(path);
     created
-        .or_else(|e| File::open(path).map_err(|_| e))
-        .map_err(|source| LockError::Open {
-            path: path.to_owned(),
-            source,
+        .or_else(|e| {
+            OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(path)
+                .map_err(|_| e)
+        })
+        .map_err(|source| {
+            if source.raw_os_error() == Some(libc::ELOOP) {
+                LockError::IsLink {
+                    path: path.to_owned(),
+                }
+            } else {
+                LockError::Open {
+                    path: path.to_owned(),
+                    source,
+                }
+            }
         })
 }
 
@@ -151,6 +175,20 @@ mod tests {
             other => panic!("{other}"),
         }
         drop(held);
+    }
+
+    #[test]
+    fn a_link_is_never_followed_not_even_a_dangling_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("elsewhere");
+        let link = dir.path().join("x.lock");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let err = acquire(&link, Duration::ZERO).unwrap_err();
+        assert!(matches!(err, LockError::IsLink { .. }), "{err}");
+        assert!(!target.exists(), "the link's target was created");
+        std::fs::write(&target, "").unwrap();
+        let err = acquire(&link, Duration::ZERO).unwrap_err();
+        assert!(matches!(err, LockError::IsLink { .. }), "{err}");
     }
 
     #[test]

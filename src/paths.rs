@@ -19,6 +19,17 @@ pub fn with_name_suffix(path: &Path, suffix: &str) -> PathBuf {
     path.with_file_name(name)
 }
 
+/// Whether two paths name the same file: their folders resolved (links,
+/// `..`, relative paths), their names compared. Also for files that do not
+/// exist yet, as long as their folders do.
+pub fn same_location(a: &Path, b: &Path) -> bool {
+    let resolved = |path: &Path| {
+        let dir = std::fs::canonicalize(dir_of(path)).unwrap_or_else(|_| dir_of(path).to_owned());
+        dir.join(path.file_name().unwrap_or_default())
+    };
+    resolved(a) == resolved(b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -27,6 +38,17 @@ mod tests {
     fn a_bare_name_lives_in_the_working_directory() {
         assert_eq!(dir_of(Path::new(".env")), Path::new("."));
         assert_eq!(dir_of(Path::new("/shared/.env")), Path::new("/shared"));
+    }
+
+    #[test]
+    fn the_same_file_is_recognised_under_another_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        std::os::unix::fs::symlink(&sub, dir.path().join("link")).unwrap();
+        assert!(same_location(&sub.join("x"), &dir.path().join("link/x")));
+        assert!(same_location(&sub.join("x"), &sub.join("../sub/x")));
+        assert!(!same_location(&sub.join("x"), &sub.join("y")));
     }
 
     #[test]

@@ -211,6 +211,36 @@ fn thirty_two_replicas_without_a_configured_secret_agree_on_one_key() {
     }
 }
 
+/// Env-only runs with their own `.env` share the key store on DATA_DIR:
+/// the store's folder lock serialises them, so exactly one generates the
+/// key, every `.env` holds it, and no run removes another's temp file.
+#[test]
+fn thirty_two_env_runs_with_their_own_env_files_share_one_key_store() {
+    let sandbox = Sandbox::new();
+    let commands = (0..REPLICAS)
+        .map(|i| {
+            let mut cmd = sandbox.command();
+            cmd.env_remove("WEBUI_SECRET_KEY")
+                .env("ENV_FILE", sandbox.path().join(format!("shared/{i}.env")));
+            cmd
+        })
+        .collect();
+    let runs = run_together(commands);
+    assert_all_succeeded(&runs, "env runs on one DATA_DIR");
+    let stored = std::fs::read_to_string(sandbox.secret_store()).unwrap();
+    assert_eq!(stored.len(), 64);
+    let generated = runs
+        .iter()
+        .filter(|r| r.stderr.contains("stored a new WEBUI_SECRET_KEY"))
+        .count();
+    assert_eq!(generated, 1, "exactly one run generates the key");
+    for i in 0..REPLICAS {
+        let env = sandbox.path().join(format!("shared/{i}.env"));
+        assert_eq!(python_dotenv(&env)["WEBUI_SECRET_KEY"], stored, "{i}.env");
+    }
+    assert!(sandbox.temp_files().is_empty(), "temp files left");
+}
+
 #[test]
 fn a_lock_held_past_lock_timeout_is_exit_75_in_time_and_nothing_is_written() {
     const TIMEOUT: Duration = Duration::from_secs(1);

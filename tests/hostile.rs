@@ -1496,3 +1496,87 @@ fn a_key_store_that_is_not_text_is_rewritten_with_the_configured_key() {
         SECRET_KEY
     );
 }
+
+/// A lock file that is a symbolic link is never followed: nothing is
+/// created or locked at its target, and the run is refused.
+#[test]
+fn lock_files_that_are_links_are_refused_and_never_followed() {
+    for lock in ["data/.mai-provision.lock", "shared/.env.lock"] {
+        let sandbox = deployment();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let target = elsewhere.path().join("created-through-the-link");
+        symlink(&target, sandbox.path().join(lock)).unwrap();
+        let mut cmd = sandbox.command();
+        cmd.arg("--production");
+        refused_by(
+            &sandbox,
+            cmd,
+            &format!("{lock} is a link"),
+            CANNOT_CREATE,
+            &[
+                lock.rsplit('/').next().unwrap(),
+                "symbolic link",
+                "Remove the link",
+            ],
+        );
+        assert!(!target.exists(), "{lock}: the link's target was created");
+    }
+}
+
+/// A `.env` written over the key store, the database or a lock file would
+/// destroy it: refused before anything is touched.
+#[test]
+fn env_file_on_another_file_of_the_job_is_refused() {
+    for (target, what) in [
+        ("data/.webui_secret_key", "the key store"),
+        ("data/webui.db", "the database"),
+        ("data/.mai-provision.lock", "a lock file"),
+        ("data/../data/webui.db", "the database"),
+    ] {
+        let sandbox = deployment();
+        fs::write(sandbox.secret_store(), SECRET_KEY).unwrap();
+        let path = sandbox.path().join(target);
+        let mut cmd = sandbox.command();
+        cmd.arg("--production").env("ENV_FILE", &path);
+        refused_by(
+            &sandbox,
+            cmd,
+            &format!("ENV_FILE={target}"),
+            CONFIG,
+            &["ENV_FILE", what],
+        );
+    }
+    let sandbox = deployment();
+    let mut cmd = sandbox.command();
+    cmd.arg("--production")
+        .env("WEBUI_SECRET_KEY_STORE", sandbox.db_path());
+    refused_by(
+        &sandbox,
+        cmd,
+        "the key store on the database",
+        CONFIG,
+        &["WEBUI_SECRET_KEY_STORE", "the database"],
+    );
+}
+
+/// Absurd values that parse as numbers are refused with their bounds.
+#[test]
+fn absurd_markup_rates_and_open_file_modes_are_refused() {
+    for (var, value, needle) in [
+        ("MARKUP_RATE", "1e-300", "at least 0.1"),
+        ("MARKUP_RATE", "0.01", "at least 0.1"),
+        ("ENV_FILE_MODE", "0606", "gives other users access"),
+        ("ENV_FILE_MODE", "0777", "gives other users access"),
+    ] {
+        let sandbox = deployment();
+        let mut cmd = sandbox.command();
+        cmd.arg("--production").env(var, value);
+        refused_by(
+            &sandbox,
+            cmd,
+            &format!("{var}={value}"),
+            CONFIG,
+            &[var, needle],
+        );
+    }
+}

@@ -696,7 +696,7 @@ fn markup_rate_remembers_whether_it_was_set() {
         (" 1.5 ", 1.5),
         ("1", 1.0),
         ("100", 100.0),
-        ("0.0001", 0.0001),
+        ("0.1", 0.1),
         ("1e1", 10.0),
         (".5", 0.5),
     ] {
@@ -724,6 +724,15 @@ fn markup_rate_is_a_finite_number() {
 fn markup_rate_is_greater_than_zero() {
     for value in ["0", "-1", "-0", "0.0", "1e-400", "-0.5"] {
         assert_rejected("MARKUP_RATE", value, "greater than 0");
+    }
+}
+
+#[test]
+fn markup_rate_is_at_least_a_tenth() {
+    for value in ["0.0999", "1e-300", "0.0001", "5e-324"] {
+        let e = err(&[("MARKUP_RATE", value)]);
+        assert_invalid(&e, "MARKUP_RATE", "at least 0.1");
+        assert!(e.to_string().contains("bills at cost"), "{e}");
     }
 }
 
@@ -1156,7 +1165,7 @@ fn env_file_mode_is_octal_and_owner_read_write() {
         ("0o640", 0o640),
         (" 0640 ", 0o640),
         ("0660", 0o660),
-        ("0777", 0o777),
+        ("0770", 0o770),
         ("00600", 0o600),
     ] {
         assert_eq!(
@@ -1182,6 +1191,15 @@ fn env_file_mode_is_octal_and_owner_read_write() {
         let e = err(&[("ENV_FILE_MODE", value)]);
         assert_invalid(&e, "ENV_FILE_MODE", "octal file mode");
         assert!(e.to_string().contains("keep it 0600"), "{value:?}: {e}");
+    }
+}
+
+#[test]
+fn env_file_mode_gives_others_nothing() {
+    for value in ["0606", "0777", "0604", "0601", "0644"] {
+        let e = err(&[("ENV_FILE_MODE", value)]);
+        assert_invalid(&e, "ENV_FILE_MODE", "gives other users access");
+        assert!(e.to_string().contains("0640"), "{value:?}: {e}");
     }
 }
 

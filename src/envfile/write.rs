@@ -289,10 +289,6 @@ impl PreparedFile {
     }
 }
 
-/// Linux's EPERM: what opening an immutable or append-only file for
-/// writing gives, even to root (a plain permission problem is EACCES).
-const EPERM: i32 = 1;
-
 /// A rename over an immutable or append-only file fails with EPERM; find
 /// out before anything is committed. Opening for writing changes nothing.
 fn refuse_immutable(target: &Path) -> Result<(), OutputError> {
@@ -300,7 +296,9 @@ fn refuse_immutable(target: &Path) -> Result<(), OutputError> {
         return Ok(());
     }
     match fs::OpenOptions::new().write(true).open(target) {
-        Err(e) if e.raw_os_error() == Some(EPERM) => Err(OutputError::Immutable {
+        // EPERM, even for root; a plain permission problem is EACCES, and a
+        // rename over such a file still works.
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => Err(OutputError::Immutable {
             path: target.to_owned(),
         }),
         _ => Ok(()),
