@@ -615,6 +615,11 @@ compose_checks() {
   expect_contains "$p: ... its initializer now updates the row" "$(report "$p")" "registered $E2E_ID: updated"
   expect_eq "$p: .env, key store and row are exactly as before" "$(snapshot "$p")" "$before_snapshot"
   expect_key_report "$p" "second start"
+  # The README's way to run the job of a Compose deployment by hand.
+  rc=0
+  compose_in "$p" run --rm -T mai-provision --check >"$dir/check.log" 2>&1 || rc=$?
+  [ "$rc" = 0 ] || cat "$dir/check.log" >&2
+  expect_eq "$p: docker compose run --rm mai-provision --check finds nothing to change" "$rc" 0
 
   # Re-creating the application's container keeps its key: the start script
   # reads the mounted key store instead of making a new key.
