@@ -1,16 +1,31 @@
 """Check a rendered Kustomize build for what the deployment relies on.
 
 kubernetes-validate proves the manifests are valid Kubernetes; this proves
-they say what the README promises: the job's hardening, the .env on a
-memory-backed emptyDir that reaches the application as /app/.env, the key
-from a Secret through *_FILE, and paths that agree with the ConfigMap.
-Usage: check_k8s.py RENDERED.yaml
+they say what the README promises: the job as a plain initContainer and as a
+native sidecar (`restartPolicy: Always`, `--sidecar`), both hardened; the
+.env on a memory-backed emptyDir that reaches the application as /app/.env;
+the job's key store on the data volume, mounted read-only where the image's
+start script reads it (docs/mai-contract.md, "WEBUI_SECRET_KEY and the start
+script"); the key from a Secret through *_FILE; paths that agree with the
+ConfigMap; and an application image that the base leaves as a placeholder
+an overlay must replace.
+Usage: check_k8s.py RENDERED.yaml {base|overlay}
 """
 
 import sys
 
 import yaml
 
+# The base's application image: a valid reference that can never be pulled.
+PLACEHOLDER_IMAGE = "set-the-mai-image-in-your-overlay"
+# The key store's name on the data volume (the job's default, under DATA_DIR).
+KEY_STORE = ".webui_secret_key"
+# Where the image's start script reads the key.
+START_SCRIPT_KEY = "/app/backend/.webui_secret_key"
+
+if len(sys.argv) != 3 or sys.argv[2] not in ("base", "overlay"):
+    sys.exit("usage: check_k8s.py RENDERED.yaml {base|overlay}")
+kind_of_build = sys.argv[2]
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
 by_kind = {}
 for doc in docs:
@@ -78,29 +93,53 @@ def check_job_container(pod, container, where):
 deployment = one("Deployment")
 pod = deployment.get("spec", {}).get("template", {}).get("spec", {})
 inits = pod.get("initContainers", [])
-expect(len(inits) == 1, "one initContainer")
-env_volume = check_job_container(pod, inits[0], "initContainer") if inits else None
+expect(len(inits) == 2, f"two initContainers (the job, then its sidecar), found {len(inits)}")
+plain = inits[0] if inits else {}
+sidecar = inits[1] if len(inits) > 1 else {}
+# The plain one runs to completion before anything else starts.
+expect("restartPolicy" not in plain, "the first initContainer is a plain one (no restartPolicy)")
+expect(not any(a.startswith(("--sidecar", "--wait-for-database")) for a in plain.get("args", [])),
+       "the plain initContainer neither idles nor waits: the application must start")
+env_volume = check_job_container(pod, plain, "initContainer") if plain else None
+# The native sidecar: restarted whenever it exits, so it must not exit.
+expect(sidecar.get("restartPolicy") == "Always", "the second initContainer is a native sidecar (restartPolicy Always)")
+expect("--sidecar" in sidecar.get("args", []), "the sidecar runs with --sidecar")
+expect(sidecar.get("image") == plain.get("image"), "the sidecar runs the job's image")
+if sidecar:
+    sidecar_env_volume = check_job_container(pod, sidecar, "sidecar")
+    expect(sidecar_env_volume == env_volume, "the sidecar writes the same .env as the initContainer")
+    expect(sorted(sidecar.get("volumeMounts", []), key=str) == sorted(plain.get("volumeMounts", []), key=str)
+           and sidecar.get("env") == plain.get("env") and sidecar.get("envFrom") == plain.get("envFrom"),
+           "the sidecar has the initContainer's env and mounts")
 apps = pod.get("containers", [])
 expect(len(apps) == 1, "one application container")
 if apps:
-    app_mounts = {m["mountPath"]: m for m in apps[0].get("volumeMounts", [])}
+    app = apps[0]
+    app_mounts = {m["mountPath"]: m for m in app.get("volumeMounts", [])}
     dotenv = app_mounts.get("/app/.env", {})
     expect(dotenv.get("name") == env_volume and dotenv.get("subPath") == ".env",
            "the application mounts the job's .env at /app/.env with subPath")
     expect(data.get("ENV_FILE", "").endswith("/.env"), "ENV_FILE is named .env")
     expect(data.get("DATA_DIR") in app_mounts, "the application mounts the data volume at DATA_DIR")
+    key = app_mounts.get(START_SCRIPT_KEY, {})
+    data_volume = app_mounts.get(data.get("DATA_DIR"), {}).get("name")
+    expect(key.get("name") == data_volume and key.get("subPath") == KEY_STORE,
+           f"the application mounts the key store ({KEY_STORE} on the data volume) at {START_SCRIPT_KEY}")
+    expect(key.get("readOnly") is True, "the key store is mounted readOnly")
+    expect("WEBUI_SECRET_KEY_STORE" not in data, "the key store is the job's default, on the data volume")
+    env_names = {e.get("name") for e in app.get("env", [])}
+    expect(not env_names & {"WEBUI_SECRET_KEY", "WEBUI_JWT_SECRET_KEY"},
+           "the application's environment has no key, so the start script reads the key store")
+    image = app.get("image", "")
+    if kind_of_build == "base":
+        expect(image == PLACEHOLDER_IMAGE, f"the base's application image is the placeholder {PLACEHOLDER_IMAGE}")
+    else:
+        expect(image and PLACEHOLDER_IMAGE not in image, "the overlay replaces the placeholder image")
+expect(PLACEHOLDER_IMAGE not in yaml.safe_dump_all(docs) or kind_of_build == "base",
+       "the overlay holds no placeholder anywhere")
 expect(deployment.get("spec", {}).get("strategy", {}).get("type") == "Recreate",
        "Recreate: never two pods on one SQLite file")
-
-job = one("Job")
-job_pod = job.get("spec", {}).get("template", {}).get("spec", {})
-expect(job_pod.get("restartPolicy") == "Never", "the Job's pod: restartPolicy Never")
-job_containers = job_pod.get("containers", [])
-expect(len(job_containers) == 1, "one container in the Job")
-if job_containers:
-    check_job_container(job_pod, job_containers[0], "Job")
-    expect(any(a.startswith("--wait-for-database") for a in job_containers[0].get("args", [])),
-           "the Job uses the wait mode")
+expect(not by_kind.get("Job"), "no Job: the native sidecar does the first-boot wait")
 
 for problem in problems:
     print(f"check_k8s: {sys.argv[1]}: missing: {problem}", file=sys.stderr)

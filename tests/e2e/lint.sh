@@ -3,6 +3,13 @@
 # `kubernetes-validate --strict`, and checked for the settings the
 # deployment relies on (check_k8s.py). Sourced by run.sh.
 
+# The oldest Kubernetes the manifests are for: the native sidecar (an
+# initContainer with restartPolicy: Always) is on by default from 1.29 (beta;
+# stable in 1.33). 1.28 knew the field only behind a feature gate, and 1.27's
+# schema has no such field.
+K8S_OLDEST=1.29.0
+K8S_WITHOUT_SIDECARS=1.27.0
+
 lint_checks() {
   section "hadolint"
   if command -v hadolint >/dev/null; then
@@ -20,12 +27,22 @@ lint_checks() {
       return 0
     fi
   done
-  local dir rendered
+  local dir rendered kind
   for dir in base example; do
     rendered=$E2E_TMP/k8s-$dir.yaml
+    kind=overlay
+    [ "$dir" = base ] && kind=base
     check "kubectl kustomize k8s/$dir" sh -c 'kubectl kustomize "$1" >"$2"' sh "$REPO/k8s/$dir" "$rendered"
-    check "kubernetes-validate --strict k8s/$dir" kubernetes-validate --strict --quiet "$rendered"
+    check "kubernetes-validate --strict k8s/$dir (Kubernetes $K8S_OLDEST)" \
+      kubernetes-validate --strict --quiet --kubernetes-version "$K8S_OLDEST" "$rendered"
+    check "kubernetes-validate --strict k8s/$dir (its newest schema)" \
+      kubernetes-validate --strict --quiet "$rendered"
+    # The strict check reads the sidecar's restartPolicy: a schema without
+    # native sidecars refuses it.
+    check "kubernetes-validate --strict refuses k8s/$dir for Kubernetes $K8S_WITHOUT_SIDECARS" \
+      sh -c '! kubernetes-validate --strict --quiet --kubernetes-version "$1" "$2" >/dev/null 2>&1' \
+      sh "$K8S_WITHOUT_SIDECARS" "$rendered"
     check "k8s/$dir has the settings the deployment relies on" \
-      python3 "$REPO/tests/e2e/check_k8s.py" "$rendered"
+      python3 "$REPO/tests/e2e/check_k8s.py" "$rendered" "$kind"
   done
 }

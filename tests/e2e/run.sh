@@ -15,20 +15,31 @@
 # What it proves:
 #   static     file and ldd call the binary static; it runs --version and a
 #              whole provisioning in an empty root as uid 65532 (static.sh)
-#   lint       hadolint; kubectl kustomize + kubernetes-validate --strict and
-#              check_k8s.py for k8s/base and k8s/example (lint.sh)
+#   lint       hadolint; kubectl kustomize + kubernetes-validate --strict
+#              (Kubernetes 1.29, for native sidecars, and the newest) and
+#              check_k8s.py for k8s/base and k8s/example: the initContainer,
+#              the native sidecar, the key store mount, the placeholder
+#              image an overlay must replace (lint.sh)
 #   image      the Dockerfile builds from a binary built outside, with the
 #              legacy builder and with BuildKit, pulling nothing; the image
 #              holds only the binary and its two folders, runs as 65532
 #   docker run the README's one-off command provisions and leaves its
 #              outcome in /dev/termination-log; a bad key gives 78
-#   compose    compose/docker-compose.yml with the application replaced by a
-#              stand-in (tests/e2e/standin): a bad key keeps the application
-#              from starting and `up` fails; the application starts only
-#              after the job succeeded and reads the .env the job wrote; the
-#              database the job wrote is readable and writable by the
-#              application's user; the sidecar profile gets MARKUP_RATE into
-#              the row on the first boot; a second `up` changes nothing.
+#   config     `docker compose config` stops with a message when MAI_IMAGE is
+#              unset or empty; the waiting job is in the default file; the
+#              jobs and the application agree on the key store
+#   stand-in   the stand-in for the application (tests/e2e/standin) fails
+#              where the real one fails (docs/mai-contract.md): alone, with
+#              the .env the job writes, its registration fails on the
+#              migration's schema (no timezone), its lookup finds nothing and
+#              it records no usage; the job, run once, makes it record usage
+#   compose    compose/docker-compose.yml with the stand-in as MAI_IMAGE: a
+#              bad key keeps everything else from starting and `up` fails;
+#              the first `up` on an empty volume ends, with no second start,
+#              with MARKUP_RATE and timezone in the row, usage recorded, and
+#              the application's WEBUI_SECRET_KEY equal to the job's stored
+#              key and the .env's; a second `up` changes nothing; a
+#              re-created application keeps its key; no log holds a secret.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
@@ -44,11 +55,12 @@ E2E_TMP=$(mktemp -d /tmp/mai-e2e.XXXXXX)
 E2E_KEY=sk-or-v1-e2e0000aaaa1111bbbb2222cccc3333dddd4444eeee5555ffff6666
 E2E_BAD_KEY='sk-or-v1-e2e not a valid key 0000'
 E2E_NAME='ABC Company Sp. z o.o.'
-E2E_ID=mai_client_362862c8 # CONTRACT.md's vector for that name
+E2E_ID=mai_client_362862c8 # docs/mai-contract.md's vector for that name ("Organization id")
 
 DOCKERD_PID=
 DOCKERD_DIR=$E2E_TMP/docker
 COMPOSE_PROJECTS=()
+ALONE_CONTAINER=
 PLACED_DIST_BINARY=
 
 cleanup() {
@@ -58,9 +70,10 @@ cleanup() {
   if [ -n "$DOCKERD_PID" ]; then
     local project
     for project in "${COMPOSE_PROJECTS[@]}"; do
-      compose_in "$project" --profile sidecar down --volumes --remove-orphans --timeout 5 \
+      compose_in "$project" down --volumes --remove-orphans --timeout 5 \
         >>"$E2E_TMP/cleanup.log" 2>&1
     done
+    [ -n "$ALONE_CONTAINER" ] && "$DOCKER" rm -f "$ALONE_CONTAINER" >>"$E2E_TMP/cleanup.log" 2>&1
     stop_dockerd
   fi
   [ -n "$PLACED_DIST_BINARY" ] && rm -f "$REPO/dist/mai-provision"
@@ -243,6 +256,108 @@ docker_run_checks() {
   "$DOCKER" volume rm mai-e2e-oneoff >/dev/null
 }
 
+# ------------------------------------------------------------- the stand-in alone
+
+# job_run VOLUME DIR DOCKER-OPTIONS...: one run of the job image, as the
+# compose file runs it (the application's user, root without capabilities
+# but DAC_OVERRIDE, no network), with the key store beside the .env in
+# DIR/run. VOLUME "" mounts no data volume.
+job_run() {
+  local volume=$1 dir=$2
+  shift 2
+  local data=()
+  [ -n "$volume" ] && data=(-v "$volume:/app/backend/data")
+  "$DOCKER" run --rm --network none --read-only --user 0:0 --cap-drop ALL \
+    --cap-add DAC_OVERRIDE --security-opt no-new-privileges "${data[@]}" \
+    -v "$dir/run:/run/mai" -v "$dir/openrouter_api_key:/run/secrets/openrouter_api_key:ro" \
+    -e ORGANIZATION_NAME="$E2E_NAME" -e MARKUP_RATE=1.5 -e SPENDING_LIMIT=1000 \
+    -e OPENROUTER_API_KEY_FILE=/run/secrets/openrouter_api_key \
+    -e WEBUI_SECRET_KEY_STORE=/run/mai/.webui_secret_key "$@" mai-provision:e2e
+}
+
+# wait_logged WHAT NEEDLE COMMAND...: until COMMAND's output holds NEEDLE
+# (60 s at most).
+wait_logged() {
+  local what=$1 needle=$2
+  shift 2
+  for _ in $(seq 240); do
+    if "$@" 2>&1 | grep -qF -- "$needle"; then
+      pass "$what"
+      return 0
+    fi
+    sleep 0.25
+  done
+  "$@" 2>&1 | tail -40 >&2
+  fail "$what: no \"$needle\" in the output above within 60 s"
+}
+
+# The stand-in's key, as its report shows it: the fingerprint of the
+# WEBUI_SECRET_KEY the application ended up with.
+app_key_fingerprint() { sed -n 's/^standin: env WEBUI_SECRET_KEY fingerprint=\([^ ]*\) .*/\1/p' | tail -1; }
+
+# fingerprint SECRET: as the job and the stand-in print it (no known prefix).
+fingerprint() { printf '…sha256:%s' "$(printf '%s' "$1" | sha256sum | cut -c1-8)"; }
+
+# The WEBUI_SECRET_KEY line of a .env (the job writes the hex key bare).
+env_file_key() { sed -n 's/^WEBUI_SECRET_KEY=//p' "$1" | tr -d "\"'"; }
+
+# The stand-in fails exactly where the real application fails
+# (docs/mai-contract.md, "The start-up initializer", "How the application
+# looks an organization up"): alone on a new volume, with the .env the job
+# writes but without the job, it creates the migration's schema, cannot
+# register the organization, and finds none; the job, run later, makes the
+# running application find it.
+standin_alone_checks() {
+  section "the stand-in alone: where the application fails without the job"
+  local dir=$E2E_TMP/alone volume=mai-e2e-alone out text env_key
+  mkdir -p "$dir/run"
+  printf '%s\n' "$E2E_KEY" >"$dir/openrouter_api_key"
+  chmod 0600 "$dir/openrouter_api_key"
+  # The .env the job writes, from the job itself in env mode; no database.
+  out=$(job_run "" "$dir" -e PROVISION_MODE=env 2>&1) || fail "the env-mode run exited $?: $out"
+  pass "the job (env mode) writes a .env and nothing else"
+  env_key=$(env_file_key "$dir/run/.env")
+
+  ALONE_CONTAINER=$("$DOCKER" run -d --network none -v "$volume:/app/backend/data" \
+    -v "$dir/run/.env:/app/.env:ro" mai-standin:e2e)
+  alone_logs() { "$DOCKER" logs "$ALONE_CONTAINER" 2>&1; }
+  wait_logged "the stand-in alone serves" "standin: ready" alone_logs
+  wait_logged "its lookup fails as the ORM's does: no timezone column" \
+    "standin: Client organization not found (no such column: timezone" alone_logs
+  # A few seconds of lookups every 250 ms: none finds the organization.
+  sleep 3
+  text=$(alone_logs)
+  expect_contains "the stand-in created the migration's schema" "$text" "schema created (migration)"
+  expect_contains "its registration failed, naming timezone" "$text" "standin: registration failed: "
+  expect_contains "... naming timezone" "$(grep -F 'registration failed' <<<"$text")" timezone
+  expect_not_contains "no usage is recorded without the job" "$text" "usage recorded"
+  expect_eq "the failure is reported once, not every 250 ms" \
+    "$(grep -cF 'Client organization not found (no such column: timezone' <<<"$text")" 1
+  # Without the key store mounted, the start script makes its own key, and
+  # the .env's WEBUI_SECRET_KEY has no effect: why the deployments mount it.
+  expect_contains "without the mount, the start script made its own key" "$text" \
+    "start script: WEBUI_SECRET_KEY from /app/backend/.webui_secret_key (generated)"
+  check "... from 12 random bytes, base64 (16 characters)" \
+    grep -qE '^standin: env WEBUI_SECRET_KEY fingerprint=…sha256:[0-9a-f]{8} length=16$' <<<"$text"
+  check "... which is not the .env's" test "$(app_key_fingerprint <<<"$text")" != "$(fingerprint "$env_key")"
+
+  # The job, once, on that volume, while the application runs.
+  out=$(job_run "$volume" "$dir" 2>&1) || fail "the --production run exited $?: $out"
+  expect_contains "the job repairs the table and writes the row" "$out" \
+    "column timezone added, row inserted, verified"
+  expect_contains "... and leaves the .env it wrote before" "$out" ".env unchanged"
+  wait_logged "the running stand-in then records usage" "standin: usage recorded rows=1" alone_logs
+  expect_contains "... costed with the row the job wrote" "$(alone_logs)" \
+    "org id=$E2E_ID name=\"$E2E_NAME\" markup_rate=1.5 is_active=1"
+  expect_eq "it stops on SIGTERM with 0" "$("$DOCKER" stop -t 10 "$ALONE_CONTAINER" >/dev/null &&
+    "$DOCKER" inspect -f '{{.State.ExitCode}}' "$ALONE_CONTAINER")" 0
+  expect_contains "... saying so" "$(alone_logs)" "standin: stopped"
+  expect_not_contains "no OpenRouter key in its log" "$(alone_logs)$out" "${E2E_KEY:9}"
+  "$DOCKER" rm -f "$ALONE_CONTAINER" >/dev/null
+  ALONE_CONTAINER=
+  "$DOCKER" volume rm "$volume" >/dev/null
+}
+
 # ------------------------------------------------------------- compose
 
 compose_in() {
@@ -252,37 +367,43 @@ compose_in() {
     -f "$REPO/tests/e2e/compose.override.yml" --env-file "$E2E_TMP/$project/compose.env" "$@"
 }
 
-# up PROJECT [--profile sidecar]: `docker compose up -d`; its exit code.
+# up PROJECT [ARGS...]: `docker compose up -d [ARGS...]`; its exit code.
 up() {
   local project=$1
   shift
   local rc=0
   timeout 300 "$COMPOSE" -p "$project" -f "$REPO/compose/docker-compose.yml" \
     -f "$REPO/tests/e2e/compose.override.yml" --env-file "$E2E_TMP/$project/compose.env" \
-    "$@" up -d --pull never --no-build >"$E2E_TMP/$project/up.log" 2>&1 || rc=$?
+    up -d --pull never --no-build "$@" >"$E2E_TMP/$project/up.log" 2>&1 || rc=$?
   return "$rc"
+}
+
+# The operator's settings; the application's image is the stand-in.
+write_compose_env() {
+  local dir=$E2E_TMP/$1
+  cat >"$dir/compose.env" <<END
+ORGANIZATION_NAME=$E2E_NAME
+MARKUP_RATE=1.5
+SPENDING_LIMIT=1000
+MAI_IMAGE=mai-standin:e2e
+MAI_PROVISION_IMAGE=mai-provision:e2e
+MAI_RUN_DIR=$dir/run
+OPENROUTER_API_KEY_SECRET=$dir/openrouter_api_key
+WAIT_FOR_DATABASE=120
+END
 }
 
 new_project() {
   local project=$1 dir=$E2E_TMP/$1
   mkdir -p "$dir"
   # The run folder is left for Docker to create, as on an operator's host.
-  cat >"$dir/compose.env" <<EOF
-ORGANIZATION_NAME=$E2E_NAME
-MARKUP_RATE=1.5
-SPENDING_LIMIT=1000
-MAI_PROVISION_IMAGE=mai-provision:e2e
-MAI_STANDIN_IMAGE=mai-standin:e2e
-MAI_RUN_DIR=$dir/run
-OPENROUTER_API_KEY_SECRET=$dir/openrouter_api_key
-WAIT_FOR_DATABASE=120
-EOF
+  write_compose_env "$project"
   printf '%s\n' "$E2E_KEY" >"$dir/openrouter_api_key"
   chmod 0600 "$dir/openrouter_api_key"
   COMPOSE_PROJECTS+=("$project")
 }
 
-container() { compose_in "$1" --profile sidecar ps -a -q "$2"; }
+container() { compose_in "$1" ps -a -q "$2"; }
 
 state() { "$DOCKER" inspect -f "{{.State.$3}}" "$(container "$1" "$2")"; }
 
@@ -306,6 +427,9 @@ wait_ready() {
   fail "$1: the stand-in did not become ready (start $2)"
 }
 
+# wait_exit PROJECT SERVICE: the exit code of a job that may still run.
+wait_exit() { timeout 150 "$DOCKER" wait "$(container "$1" "$2")"; }
+
 # The stand-in's report from its last start.
 report() { logs "$1" mai | awk '/^standin: started/ { block = "" } { block = block $0 "\n" } END { printf "%s", block }'; }
 
@@ -320,40 +444,54 @@ sys.exit(0 if parse(sys.argv[1]) < parse(sys.argv[2]) else 1)' "$1" "$2"
 }
 
 # What the job manages, in one line: the .env's bytes, inode and mtime; the
-# stored secret key; the row without updated_at (the application bumps it on
-# every start, as CONTRACT.md says).
+# files beside it; the stored secret key; the row without updated_at (the
+# application's initializer bumps it on every start, docs/mai-contract.md,
+# "The start-up initializer").
 snapshot() {
   local dir=$E2E_TMP/$1 data
   data=$(volume_dir "$1")
   printf '%s|%s|%s|%s|%s\n' \
     "$(sha256sum <"$dir/run/.env" | cut -c1-16)" \
     "$(stat -c '%i %Y %a' "$dir/run/.env")" \
-    "$(ls "$dir/run")" \
-    "$(sha256sum <"$data/.webui_secret_key" | cut -c1-16)" \
-    "$(sqlite_value "$data/webui.db" "SELECT id || ' ' || name || ' ' || markup_rate || ' ' || is_active || ' ' || created_at || ' ' || coalesce(openrouter_key_hash, '-') FROM client_organizations")"
+    "$(find "$dir/run" -mindepth 1 -printf '%f\n' | sort | tr '\n' ' ')" \
+    "$(sha256sum <"$dir/run/.webui_secret_key" | cut -c1-16) $(stat -c '%i %Y %a' "$dir/run/.webui_secret_key")" \
+    "$(sqlite_value "$data/webui.db" "SELECT id || ' ' || name || ' ' || markup_rate || ' ' || is_active || ' ' || created_at || ' ' || coalesce(openrouter_key_hash, '-') || ' ' || timezone FROM client_organizations")"
 }
 
 # The stand-in saw the .env the job wrote, with every value as configured.
 expect_env_report() {
-  local project=$1 text fingerprint secret
+  local project=$1 text key_fingerprint
   text=$(report "$project")
-  fingerprint="sk-or-v1-…sha256:$(printf '%s' "$E2E_KEY" | sha256sum | cut -c1-8)"
-  secret=$(cat "$(volume_dir "$project")/.webui_secret_key")
+  key_fingerprint="sk-or-v1-…sha256:$(printf '%s' "$E2E_KEY" | sha256sum | cut -c1-8)"
   expect_contains "$project: the application got ORGANIZATION_NAME" "$text" "env ORGANIZATION_NAME=\"$E2E_NAME\""
   expect_contains "$project: the application got the organization id" "$text" "env OPENROUTER_EXTERNAL_USER=\"$E2E_ID\""
   expect_contains "$project: the application got SPENDING_LIMIT" "$text" 'env SPENDING_LIMIT="1000.0"'
   expect_contains "$project: the application got OPENAI_API_BASE_URL" "$text" 'env OPENAI_API_BASE_URL="https://openrouter.ai/api/v1"'
   expect_contains "$project: the application got ENABLE_OPENAI_API" "$text" 'env ENABLE_OPENAI_API="True"'
-  expect_contains "$project: the application got the key" "$text" "env OPENROUTER_API_KEY fingerprint=$fingerprint length=${#E2E_KEY}"
-  expect_contains "$project: the application got OPENAI_API_KEY" "$text" "env OPENAI_API_KEY fingerprint=$fingerprint"
-  expect_contains "$project: the application got the stored WEBUI_SECRET_KEY" "$text" \
-    "env WEBUI_SECRET_KEY fingerprint=…sha256:$(printf '%s' "$secret" | sha256sum | cut -c1-8) length=64"
+  expect_contains "$project: the application got the key" "$text" "env OPENROUTER_API_KEY fingerprint=$key_fingerprint length=${#E2E_KEY}"
+  expect_contains "$project: the application got OPENAI_API_KEY" "$text" "env OPENAI_API_KEY fingerprint=$key_fingerprint"
+}
+
+# expect_key_report PROJECT WHEN: the application's WEBUI_SECRET_KEY, which
+# the start script read from the mounted key store, is the one the job
+# stored and wrote into the .env.
+expect_key_report() {
+  local project=$1 when=$2 dir=$E2E_TMP/$1 text secret
+  text=$(report "$project")
+  secret=$(cat "$dir/run/.webui_secret_key")
+  expect_contains "$project, $when: the start script read the mounted key store" "$text" \
+    "start script: WEBUI_SECRET_KEY from /app/backend/.webui_secret_key (read)"
+  expect_eq "$project, $when: the stored key is 64 hex digits, with no line break" \
+    "$(tr -cd '0-9a-f' <"$dir/run/.webui_secret_key" | wc -c) $(stat -c %s "$dir/run/.webui_secret_key")" "64 64"
+  expect_eq "$project, $when: the application's WEBUI_SECRET_KEY is the job's stored key" \
+    "$(app_key_fingerprint <<<"$text")" "$(fingerprint "$secret")"
+  expect_eq "$project, $when: ... and the .env's" "$(env_file_key "$dir/run/.env")" "$secret"
 }
 
 # No secret in any container's log.
 expect_no_secret_in_logs() {
   local project=$1 service all secret
-  secret=$(cat "$(volume_dir "$project")/.webui_secret_key")
+  secret=$(cat "$E2E_TMP/$project/run/.webui_secret_key")
   all=
   for service in mai-provision mai-provision-wait mai; do
     [ -n "$(container "$project" "$service")" ] && all+=$(logs "$project" "$service")
@@ -362,12 +500,53 @@ expect_no_secret_in_logs() {
   expect_not_contains "$project: no WEBUI_SECRET_KEY in any log" "$all" "$secret"
 }
 
-compose_default_profile() {
-  section "compose: init job, then the application"
-  local p=mai-e2e-a dir=$E2E_TMP/mai-e2e-a rc text before_snapshot
+# What Compose says before it runs anything: MAI_IMAGE is required, the
+# waiting job is in the default file, and both jobs and the application
+# agree on the key store.
+compose_config_checks() {
+  section "compose: the configuration"
+  local p=mai-e2e-config dir=$E2E_TMP/mai-e2e-config out rc variant
+  mkdir -p "$dir"
+  write_compose_env "$p"
+  grep -v '^MAI_IMAGE=' "$dir/compose.env" >"$dir/compose.env.unset"
+  for variant in unset empty; do
+    if [ "$variant" = unset ]; then
+      cp "$dir/compose.env.unset" "$dir/compose.env"
+    else
+      { cat "$dir/compose.env.unset"; echo MAI_IMAGE=; } >"$dir/compose.env"
+    fi
+    rc=0
+    out=$(env -u MAI_IMAGE "$COMPOSE" -p "$p" -f "$REPO/compose/docker-compose.yml" \
+      --env-file "$dir/compose.env" config 2>&1) || rc=$?
+    check "docker compose config fails when MAI_IMAGE is $variant" test "$rc" != 0
+    expect_contains "... saying MAI_IMAGE must be the client's mAI image" "$out" \
+      "MAI_IMAGE in compose/.env to the client's mAI image (not upstream Open WebUI"
+  done
+  write_compose_env "$p"
+  out=$(env -u MAI_IMAGE "$COMPOSE" -p "$p" -f "$REPO/compose/docker-compose.yml" \
+    --env-file "$dir/compose.env" config --format json 2>&1) ||
+    fail "docker compose config with MAI_IMAGE set: $out"
+  check "the waiting job is in the default file, and everyone agrees on the key store" \
+    python3 -c '
+import json, sys
+services = json.loads(sys.argv[1])["services"]
+for job in ("mai-provision", "mai-provision-wait"):
+    assert job in services, job
+    assert "profiles" not in services[job], job
+    assert services[job]["environment"]["WEBUI_SECRET_KEY_STORE"] == "/run/mai/.webui_secret_key", job
+assert services["mai-provision-wait"]["command"] == ["--wait-for-database=120"]
+key = [v for v in services["mai"]["volumes"] if v["target"] == "/app/backend/.webui_secret_key"]
+assert len(key) == 1 and key[0]["type"] == "bind" and key[0]["read_only"], key
+assert key[0]["source"].endswith("/run/.webui_secret_key"), key
+' "$out"
+}
+
+compose_checks() {
+  section "compose: the job, then the application and the waiting job"
+  local p=mai-e2e-a dir=$E2E_TMP/mai-e2e-a rc text data before_snapshot key_before
   new_project "$p"
 
-  # A bad key: the job fails, the application never starts, `up` fails.
+  # A bad key: the job fails, nothing else starts, `up` fails.
   printf '%s\n' "$E2E_BAD_KEY" >"$dir/openrouter_api_key"
   rc=0
   up "$p" || rc=$?
@@ -375,85 +554,88 @@ compose_default_profile() {
   expect_eq "$p: the job exited 78 (configuration)" "$(state "$p" mai-provision ExitCode)" 78
   expect_eq "$p: the application was never started" "$(state "$p" mai Status)" created
   expect_eq "$p: ... not even once" "$(state "$p" mai StartedAt)" "0001-01-01T00:00:00Z"
+  expect_eq "$p: the waiting job was never started either" "$(state "$p" mai-provision-wait Status)" created
   check "$p: no .env was written" test ! -e "$dir/run/.env"
+  check "$p: no key store was written" test ! -e "$dir/run/.webui_secret_key"
   expect_contains "$p: the job says what is wrong" "$(logs "$p" mai-provision)" "OPENROUTER_API_KEY_FILE"
   expect_not_contains "$p: ... without the key" "$(logs "$p" mai-provision)" "not a valid key"
 
-  # The first boot: the job writes the .env and skips the database; then the
-  # application migrates and registers the organization (markup 1.3).
+  # The first boot, with one `up`: the job writes the .env and the key store
+  # and skips the database; the application migrates (the migration's
+  # shape, without timezone), cannot register the organization, and finds
+  # none; the waiting job repairs the table and writes the row; the
+  # application's next lookup finds it.
   printf '%s\n' "$E2E_KEY" >"$dir/openrouter_api_key"
   up "$p" || { cat "$dir/up.log" >&2; fail "$p: docker compose up (first boot)"; }
   pass "$p: docker compose up succeeds once the key is right"
+  expect_eq "$p: the waiting job exits 0" "$(wait_exit "$p" mai-provision-wait)" 0
   wait_ready "$p" 1
   expect_eq "$p: the job exited 0" "$(state "$p" mai-provision ExitCode)" 0
   expect_contains "$p: first boot: the job skipped the database" "$(job_summary "$p" mai-provision)" \
     "database step skipped (first boot)"
   check "$p: the application started after the job finished" \
     before "$(state "$p" mai-provision FinishedAt)" "$(state "$p" mai StartedAt)"
-  expect_env_report "$p"
-  text=$(report "$p")
-  expect_contains "$p: the application registered itself with markup 1.3" "$text" "registered $E2E_ID: inserted"
-  expect_contains "$p: usage recorded" "$text" "usage recorded rows=1"
-  expect_contains "$p: the .env is the job's, mode 0600" "$text" "file /app/.env uid=0 gid=0 mode=600"
-
-  # The next start: the job brings MARKUP_RATE into the row the application
-  # created, and the application reads and writes what the job wrote.
-  compose_in "$p" stop >>"$dir/up.log" 2>&1
-  up "$p" || { cat "$dir/up.log" >&2; fail "$p: docker compose up (second start)"; }
-  wait_ready "$p" 2
-  text=$(job_summary "$p" mai-provision)
-  expect_contains "$p: the job updated the row the application created" "$text" "row updated ("
-  expect_contains "$p: ... with the markup" "$text" "markup_rate"
+  check "$p: ... and so did the waiting job" \
+    before "$(state "$p" mai-provision FinishedAt)" "$(state "$p" mai-provision-wait StartedAt)"
+  expect_contains "$p: the waiting job waited for the application's schema" \
+    "$(logs "$p" mai-provision-wait)" "waiting up to 120 s"
+  expect_contains "$p: ... then added timezone and wrote the row" "$(job_summary "$p" mai-provision-wait)" \
+    "column timezone added, row inserted, verified"
+  wait_logged "$p: the application records usage, with no second start" \
+    "standin: usage recorded rows=1" logs "$p" mai
+  data=$(volume_dir "$p")
+  expect_eq "$p: the row holds MARKUP_RATE and the timezone" \
+    "$(sqlite_value "$data/webui.db" "SELECT markup_rate || ' ' || is_active || ' ' || timezone FROM client_organizations WHERE id = '$E2E_ID'")" \
+    "1.5 1 Europe/Warsaw"
   text=$(report "$p")
   expect_contains "$p: the application reads the job's row" "$text" \
     "org id=$E2E_ID name=\"$E2E_NAME\" markup_rate=1.5 is_active=1"
-  expect_contains "$p: ... with integer timestamps and the configured key" "$text" "created_at_type=integer key_matches_env=true"
-  expect_contains "$p: the application writes to the database the job wrote" "$text" "usage recorded rows=2"
-  expect_contains "$p: the database belongs to the application's user" "$text" "file /app/backend/data/webui.db uid=0 gid=0"
+  expect_contains "$p: ... with integer timestamps and the configured key" "$text" \
+    "created_at_type=integer key_matches_env=true"
+  expect_env_report "$p"
+  expect_key_report "$p" "first boot"
+  expect_contains "$p: the .env is the job's, mode 0600" "$text" "file /app/.env uid=0 gid=0 mode=600"
+  expect_contains "$p: the key store is the job's, mode 0600" "$text" \
+    "file /app/backend/.webui_secret_key uid=0 gid=0 mode=600"
+  expect_contains "$p: the database belongs to the application's user" "$text" \
+    "file /app/backend/data/webui.db uid=0 gid=0"
+  check "$p: the key store is beside the .env, not on the volume" test ! -e "$data/.webui_secret_key"
 
-  # Once more: nothing changes.
+  # A second `up`: nothing changes, and the application finds its row at once.
   before_snapshot=$(snapshot "$p")
   compose_in "$p" stop >>"$dir/up.log" 2>&1
-  up "$p" || { cat "$dir/up.log" >&2; fail "$p: docker compose up (third start)"; }
-  wait_ready "$p" 3
+  up "$p" || { cat "$dir/up.log" >&2; fail "$p: docker compose up (second start)"; }
+  expect_eq "$p: the waiting job exits 0 again" "$(wait_exit "$p" mai-provision-wait)" 0
+  wait_ready "$p" 2
   expect_contains "$p: the job finds nothing to do" "$(job_summary "$p" mai-provision)" \
     "nothing to do for $E2E_ID: .env unchanged, row unchanged, verified"
-  expect_eq "$p: .env, secret key and row are exactly as before" "$(snapshot "$p")" "$before_snapshot"
-  expect_contains "$p: the application still works" "$(report "$p")" "usage recorded rows=3"
-  expect_no_secret_in_logs "$p"
-}
+  expect_contains "$p: the waiting job finds nothing to do" "$(job_summary "$p" mai-provision-wait)" \
+    "nothing to do for $E2E_ID: .env unchanged, row unchanged, verified"
+  wait_logged "$p: the application writes usage again" "standin: usage recorded rows=2" logs "$p" mai
+  expect_contains "$p: ... its initializer now updates the row" "$(report "$p")" "registered $E2E_ID: updated"
+  expect_eq "$p: .env, key store and row are exactly as before" "$(snapshot "$p")" "$before_snapshot"
+  expect_key_report "$p" "second start"
+  # The README's way to run the job of a Compose deployment by hand.
+  rc=0
+  compose_in "$p" run --rm -T mai-provision --check >"$dir/check.log" 2>&1 || rc=$?
+  [ "$rc" = 0 ] || cat "$dir/check.log" >&2
+  expect_eq "$p: docker compose run --rm mai-provision --check finds nothing to change" "$rc" 0
 
-compose_sidecar_profile() {
-  section "compose: the sidecar profile (wait mode)"
-  local p=mai-e2e-b dir=$E2E_TMP/mai-e2e-b text before_snapshot waiter
-  new_project "$p"
-
-  up "$p" --profile sidecar || { cat "$dir/up.log" >&2; fail "$p: docker compose --profile sidecar up"; }
-  pass "$p: docker compose --profile sidecar up succeeds"
-  waiter=$(container "$p" mai-provision-wait)
-  expect_eq "$p: the waiter exits 0" "$(timeout 150 "$DOCKER" wait "$waiter")" 0
+  # Re-creating the application's container keeps its key: the start script
+  # reads the mounted key store instead of making a new key.
+  key_before=$(report "$p" | app_key_fingerprint)
+  local old_container
+  old_container=$(container "$p" mai)
+  compose_in "$p" up -d --pull never --no-build --force-recreate --no-deps mai >>"$dir/up.log" 2>&1 ||
+    { cat "$dir/up.log" >&2; fail "$p: docker compose up --force-recreate mai"; }
+  check "$p: the application's container was re-created" test "$(container "$p" mai)" != "$old_container"
   wait_ready "$p" 1
-  text=$(logs "$p" mai-provision-wait)
-  expect_contains "$p: the waiter waited for the application's schema" "$text" "waiting up to 120 s"
-  expect_contains "$p: the waiter wrote the row" "$(job_summary "$p" mai-provision-wait)" "provisioned $E2E_ID"
-  expect_eq "$p: MARKUP_RATE is in the row on the very first boot" \
-    "$(sqlite_value "$(volume_dir "$p")/webui.db" "SELECT markup_rate FROM client_organizations WHERE id = '$E2E_ID'")" 1.5
-  check "$p: the application started after the init job finished" \
-    before "$(state "$p" mai-provision FinishedAt)" "$(state "$p" mai StartedAt)"
-  expect_env_report "$p"
-
-  # A second `up`: nothing changes, and the application has the markup.
-  before_snapshot=$(snapshot "$p")
-  compose_in "$p" --profile sidecar stop >>"$dir/up.log" 2>&1
-  up "$p" --profile sidecar || { cat "$dir/up.log" >&2; fail "$p: the second up"; }
-  expect_eq "$p: the waiter exits 0 again" "$(timeout 150 "$DOCKER" wait "$waiter")" 0
-  wait_ready "$p" 2
-  expect_contains "$p: the init job finds nothing to do" "$(job_summary "$p" mai-provision)" "nothing to do for $E2E_ID"
-  expect_contains "$p: the waiter finds nothing to do" "$(job_summary "$p" mai-provision-wait)" "nothing to do for $E2E_ID"
-  expect_eq "$p: a second up changes nothing" "$(snapshot "$p")" "$before_snapshot"
-  text=$(report "$p")
-  expect_contains "$p: the application reads the markup" "$text" "markup_rate=1.5 is_active=1"
-  expect_contains "$p: the application writes usage" "$text" "usage recorded rows=2"
+  expect_eq "$p: the re-created application has the same WEBUI_SECRET_KEY" \
+    "$(report "$p" | app_key_fingerprint)" "$key_before"
+  expect_key_report "$p" "re-created"
+  wait_logged "$p: ... and records usage" "standin: usage recorded rows=3" logs "$p" mai
+  expect_eq "$p: re-creating the application changes nothing the job manages" \
+    "$(snapshot "$p")" "$before_snapshot"
   expect_no_secret_in_logs "$p"
 }
 
@@ -494,7 +676,8 @@ else
   say "docker client $DOCKER, compose $COMPOSE"
   image_checks
   docker_run_checks
-  compose_default_profile
-  compose_sidecar_profile
+  compose_config_checks
+  standin_alone_checks
+  compose_checks
   say "image size: $IMAGE_SIZE bytes"
 fi
