@@ -126,7 +126,7 @@ fn wait_for_schema(config: &Config, timeout: Duration) -> Result<(), Error> {
     const POLL: Duration = Duration::from_millis(500);
     let path = &config.database_path;
     let started = Instant::now();
-    tracing::info!(path = %path.display(), "waiting up to {} s for the application's schema", timeout.as_secs());
+    let mut said = false;
     loop {
         let not_ready = match db::probe(path)? {
             FileState::Missing { .. } => "the database does not exist yet".to_owned(),
@@ -140,6 +140,11 @@ fn wait_for_schema(config: &Config, timeout: Duration) -> Result<(), Error> {
                 }
             }
         };
+        if !said {
+            // Only a run that really waits says so.
+            tracing::info!(path = %path.display(), "waiting up to {} s for the application's schema", timeout.as_secs());
+            said = true;
+        }
         let waited = started.elapsed();
         if waited >= timeout {
             return Err(Error::SchemaWait {
