@@ -261,6 +261,9 @@ fn is_nameable(key: &str, secrets: &[&str]) -> bool {
     plain && !holds_secret
 }
 
+/// At most this many keys are named in a message; the rest are counted.
+const NAMED_KEYS: usize = 4;
+
 /// "OPENROUTER_API_KEY, NOTE and 2 other keys": the managed keys, and the
 /// others the existing file holds under a plain name. A key only the merged
 /// text has is made of swallowed lines, and may hold a value.
@@ -274,8 +277,12 @@ fn name_keys(
         wanted.iter().any(|w| w.key == key.as_str())
             || (before.contains_key(key.as_str()) && is_nameable(key, secrets))
     });
-    let mut names: Vec<String> = named.iter().map(|k| k.to_string()).collect();
-    match unnamed.len() {
+    let mut names: Vec<String> = named
+        .iter()
+        .take(NAMED_KEYS)
+        .map(|k| k.to_string())
+        .collect();
+    match unnamed.len() + named.len().saturating_sub(NAMED_KEYS) {
         0 => {}
         1 => names.push("1 other key".to_owned()),
         n => names.push(format!("{n} other keys")),

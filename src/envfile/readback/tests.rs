@@ -69,7 +69,7 @@ fn a_single_quoted_value_ending_in_a_backslash_is_refused() {
         &[
             "line 2 (BACKUP_DIR): its value ends in a backslash right before the closing single quote",
             "reads on into the following lines",
-            "read OPENROUTER_API_KEY, OPENROUTER_EXTERNAL_USER, ORGANIZATION_NAME, BACKUP_DIR and CUSTOM wrongly",
+            "read OPENROUTER_API_KEY, OPENROUTER_EXTERNAL_USER, ORGANIZATION_NAME, BACKUP_DIR and 1 other key wrongly",
             "double quotes with every backslash doubled",
             "nothing was changed",
         ],
