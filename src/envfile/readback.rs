@@ -118,14 +118,8 @@ impl Misreading {
             .collect();
         let before = as_python_dotenv_reads(&existing.text());
         let affected_names = name_keys(affected, &merged.wanted, &before, &secrets);
-        let (index, problem) = match culprit(existing, merged) {
-            Some(index) => (Some(index), None),
-            None => (
-                first_binding_of(existing, affected),
-                Some(LineProblem::ReadsDifferently),
-            ),
-        };
-        let Some(index) = index else {
+        let culprit = culprit(existing, merged);
+        let Some(index) = culprit.or_else(|| first_binding_of(existing, affected)) else {
             return Self {
                 line: None,
                 key: None,
@@ -134,12 +128,18 @@ impl Misreading {
             };
         };
         let (line, statement) = statement_of(existing, index);
+        // Only a statement that reads on past its end has a cause on its
+        // own line; any other misreading is named, not explained.
+        let problem = match culprit {
+            Some(_) => LineProblem::of_line(statement),
+            None => LineProblem::ReadsDifferently,
+        };
         Self {
             line: Some(line),
             key: key_on_line(statement)
                 .filter(|key| is_nameable(key, &secrets))
                 .map(str::to_owned),
-            problem: problem.unwrap_or_else(|| LineProblem::of_line(statement)),
+            problem,
             affected: affected_names,
         }
     }
@@ -156,11 +156,13 @@ fn culprit(existing: &Document, merged: &Merged) -> Option<usize> {
     for entry in &reread.entries {
         let entry_start = start;
         start += entry.text.len();
+        // Placements are in output order: a search, not a scan, so that a
+        // large refused file costs no quadratic time.
         let copied_from = merged
             .placements
-            .iter()
-            .find(|p| p.output.start == entry_start)
-            .and_then(|p| p.copied_from);
+            .binary_search_by_key(&entry_start, |p| p.output.start)
+            .ok()
+            .and_then(|i| merged.placements[i].copied_from);
         let Some(index) = copied_from else {
             continue;
         };
