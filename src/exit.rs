@@ -44,7 +44,7 @@ pub const TABLE: &[(ExitCode, &str)] = &[
     ),
     (
         ExitCode::DataError,
-        "data error: schema, key conflict, corrupt file, identity mismatch",
+        "data error: schema, key conflict, corrupt file, identity mismatch, a .env line python-dotenv would misread",
     ),
     (
         ExitCode::NoInput,
@@ -169,7 +169,9 @@ fn for_output(error: &OutputError) -> ExitCode {
         | OutputError::LinkLeavesFolder { .. }
         | OutputError::DanglingLink { .. }
         | OutputError::NotRegularFile { .. } => ExitCode::CannotCreate,
-        OutputError::NotUtf8 { .. } | OutputError::TooLarge { .. } => ExitCode::DataError,
+        OutputError::NotUtf8 { .. }
+        | OutputError::TooLarge { .. }
+        | OutputError::Misread { .. } => ExitCode::DataError,
         OutputError::AppearedMeanwhile { .. } => ExitCode::TempFail,
         OutputError::Immutable { .. } | OutputError::KeepOwner { .. } => ExitCode::NoPermission,
         OutputError::Interrupted(i) => for_signal(i.signal),

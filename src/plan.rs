@@ -289,6 +289,7 @@ fn plan_env(
 ) -> Result<EnvPlan, Error> {
     let merged = envfile::merge(existing, &managed_keys(config, id, &secret_key.value))
         .map_err(|problem| render_failure(problem, config, secret_key, world))?;
+    merged.check_read_back(existing, &world.env_file)?;
     let same_mode = world
         .env_mode
         .is_none_or(|mode| mode == config.env_file_mode);

@@ -23,7 +23,7 @@ use std::fmt::Write as _;
 use std::fs;
 use std::process::Command;
 
-use mai_provision::envfile::Document;
+use mai_provision::envfile::{Document, as_python_dotenv_reads, universal_newlines};
 
 /// Key to value as python-dotenv's `dotenv_values` returns them: the last
 /// binding of a key wins, and a bare `KEY` line gives `None`.
@@ -39,11 +39,6 @@ fn ours(text: &str) -> Values {
         assert_eq!(doc.value(key), value.as_deref(), "Document::value({key:?})");
     }
     values
-}
-
-/// What Python's universal newlines make of the text: `\r\n` and `\r` → `\n`.
-fn universal_newlines(text: &str) -> String {
-    text.replace("\r\n", "\n").replace('\r', "\n")
 }
 
 const PYTHON: &str = r#"
@@ -194,6 +189,15 @@ fn hand_written() -> Vec<String> {
         "A='''x'''",
         "A='\n'\nB='\n\n'",
         "A=\"\n\"#c\n",
+        // Issue 10: lines that read cleanly only while no quote follows.
+        "BACKUP_DIR='C:\\backups\\'\n",
+        "BACKUP_DIR='C:\\backups\\'\nB=1\nC='x y'\n",
+        "NOTE='x\r\nB=1\r\nC='x y'\r\n",
+        "NOTE=\"it's\nB=\"O'Brien\"\n",
+        "'KEY=1\nB=\"O'Brien\"\nC='x'\n",
+        "\u{feff}A=1\r\nB='x\ry'\rC=3\r",
+        "\u{feff}'A'=1\n",
+        "A=1\r\rB='x\\'\r\nC='y'\r",
     ];
     cases.iter().map(|c| (*c).to_owned()).collect()
 }
@@ -308,11 +312,17 @@ fn random_corpus(seed: u64, files: usize) -> Vec<String> {
     let mut rng = Rng(seed);
     (0..files)
         .map(|i| {
-            if i % 4 == 3 {
+            let text: String = if i % 4 == 3 {
                 rng.repeat(SOUP, 60)
             } else {
                 let lines = 1 + rng.below(8);
                 (0..lines).map(|_| statement(&mut rng)).collect()
+            };
+            // A UTF-8 BOM, which python-dotenv keeps as part of the first key.
+            if i % 10 == 9 {
+                format!("\u{feff}{text}")
+            } else {
+                text
             }
         })
         .collect()
@@ -368,6 +378,12 @@ fn the_port_reads_every_file_as_python_dotenv_does() {
         // What python-dotenv reads through the file: the same parser, after
         // the newline translation the port deliberately does not do.
         let translated = ours(&universal_newlines(text));
+        // The reader the job checks a merge with, before writing it.
+        assert_eq!(
+            &as_python_dotenv_reads(text),
+            &translated,
+            "{origin}: as_python_dotenv_reads"
+        );
         if &translated != as_file {
             writeln!(
                 mismatches,

@@ -57,23 +57,15 @@ impl Document {
     pub fn text(&self) -> String {
         self.entries.iter().map(|e| e.text.as_str()).collect()
     }
-
-    /// The line end the file already uses, so that added lines match it.
-    pub fn line_end(&self) -> &str {
-        self.bindings()
-            .map(|b| b.line_end.as_str())
-            .find(|end| !end.is_empty())
-            .unwrap_or("\n")
-    }
 }
 
 /// python-dotenv matches `\s` on `str`, which is Unicode whitespace plus the
 /// four ASCII separators U+001C to U+001F.
-fn is_space(c: char) -> bool {
+pub(super) fn is_space(c: char) -> bool {
     c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
 }
 
-fn is_inline_space(c: char) -> bool {
+pub(super) fn is_inline_space(c: char) -> bool {
     is_space(c) && c != '\r' && c != '\n'
 }
 

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use tempfile::{Builder, NamedTempFile};
 
+use super::readback::Misreading;
 use crate::paths::dir_of;
 
 use crate::signals::Interrupted;
@@ -44,6 +45,12 @@ pub enum OutputError {
     NotUtf8 { path: PathBuf },
     #[error("{} is larger than {MAX_EXISTING_BYTES} bytes, which no .env is. Check the path; nothing was changed.", path.display())]
     TooLarge { path: PathBuf },
+    /// The merged file would not read back as meant (see `readback`).
+    #[error("{}, {misreading}", path.display())]
+    Misread {
+        path: PathBuf,
+        misreading: Misreading,
+    },
     #[error("cannot read {}: {source}", path.display())]
     Read { path: PathBuf, source: io::Error },
     #[error("cannot create a file in {}: {source}. Check that the directory is writable by this user.", dir.display())]

@@ -31,7 +31,6 @@ fn an_empty_file_has_no_entries() {
     let doc = Document::parse("");
     assert!(doc.entries.is_empty());
     assert_eq!(doc.text(), "");
-    assert_eq!(doc.line_end(), "\n");
 }
 
 #[test]
@@ -248,15 +247,11 @@ fn crlf_and_cr_line_ends() {
         ]
     );
     assert!(doc.bindings().all(|b| b.line_end == "\r\n"));
-    assert_eq!(doc.line_end(), "\r\n");
     assert_eq!(doc.text(), text);
 
     let doc = Document::parse("A=1\rB=2\r");
     assert_eq!(pairs("A=1\rB=2\r"), [some("A", "1"), some("B", "2")]);
-    assert_eq!(doc.line_end(), "\r");
-
-    let doc = Document::parse("# c\r\nA=1");
-    assert_eq!(doc.line_end(), "\n", "no binding ends a line: the default");
+    assert!(doc.bindings().all(|b| b.line_end == "\r"));
 }
 
 #[test]
@@ -359,9 +354,6 @@ fn line_end_records_how_the_statement_ended() {
     let doc = Document::parse("A=1\nB=2\r\nC=3\rD=4");
     let ends: Vec<&str> = doc.bindings().map(|b| b.line_end.as_str()).collect();
     assert_eq!(ends, ["\n", "\r\n", "\r", ""]);
-    assert_eq!(doc.line_end(), "\n");
-    let doc = Document::parse("A=1");
-    assert_eq!(doc.line_end(), "\n");
 }
 
 #[test]
