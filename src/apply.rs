@@ -6,6 +6,7 @@
 //! leaves the old or the new state of each file, and the next run converges.
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use rusqlite::{Connection, MAIN_DB, TransactionBehavior};
 
@@ -39,10 +40,11 @@ pub fn apply(
     config: &Config,
     connection: Option<Connection>,
     now: i64,
+    deadline: Instant,
 ) -> Result<Applied, Error> {
     remove_leftovers(plan, config);
     let prepared = prepare(plan, config)?;
-    let (database, connection) = apply_database(plan, config, connection, now)?;
+    let (database, connection) = apply_database(plan, config, connection, now, deadline)?;
     checkpoint("database-committed")?;
     let secret_key_stored = prepared.secret_key.is_some();
     if let Some(store) = prepared.secret_key {
@@ -134,6 +136,7 @@ fn apply_database(
     config: &Config,
     connection: Option<Connection>,
     now: i64,
+    deadline: Instant,
 ) -> Result<(DatabasePlan, Option<Connection>), Error> {
     let DatabasePlan::Write { create_schema, .. } = &plan.database else {
         return Ok((plan.database.clone(), connection));
@@ -141,7 +144,7 @@ fn apply_database(
     let path = &config.database_path;
     let mut conn = match connection {
         Some(conn) => conn,
-        None => db::open(path, Access::Create, config.lock_timeout)?,
+        None => db::open(path, Access::Create, deadline)?,
     };
     if conn.is_readonly(MAIN_DB).unwrap_or(false) {
         return Err(DbError::ReadOnly {

@@ -96,7 +96,9 @@ pub enum Access {
     Create,
 }
 
-pub fn open(path: &Path, access: Access, busy_timeout: Duration) -> Result<Connection, DbError> {
+/// `deadline` ends every wait for a database that another connection keeps
+/// busy: the run's LOCK_TIMEOUT, one deadline for all its waits together.
+pub fn open(path: &Path, access: Access, deadline: Instant) -> Result<Connection, DbError> {
     if access == Access::Untouched && !has_side_files(path) {
         return open_untouched(path);
     }
@@ -115,7 +117,7 @@ pub fn open(path: &Path, access: Access, busy_timeout: Duration) -> Result<Conne
     } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let mut conn =
         Connection::open_with_flags(path, flags).map_err(DbError::sqlite(path, "open"))?;
-    conn.busy_handler(Some(busy_handler(busy_timeout)))
+    conn.busy_handler(Some(busy_handler(deadline)))
         .map_err(DbError::sqlite(path, "setup"))?;
     Ok(conn)
 }
@@ -162,20 +164,22 @@ fn immutable_uri(path: &Path) -> String {
 
 /// Like SQLite's busy timeout, but it gives up at once when a termination
 /// signal arrives, so that a stop request is never stuck behind a writer.
-fn busy_handler(timeout: Duration) -> impl FnMut(i32) -> bool + Send + 'static {
-    let mut started = Instant::now();
+/// Every wait ends at the same `deadline`: a timeout that restarted with
+/// each statement would let an application that keeps re-taking its lock
+/// stretch LOCK_TIMEOUT to a multiple of itself.
+fn busy_handler(deadline: Instant) -> impl FnMut(i32) -> bool + Send + 'static {
     move |attempt| {
+        let left = deadline.saturating_duration_since(Instant::now());
         if attempt == 0 {
-            started = Instant::now();
             tracing::debug!(
                 "another connection is using the database; waiting up to {:.1} s",
-                timeout.as_secs_f64()
+                left.as_secs_f64()
             );
         }
-        if signals::received().is_some() || started.elapsed() >= timeout {
+        if signals::received().is_some() || left.is_zero() {
             return false;
         }
-        std::thread::sleep(BUSY_SLICE);
+        std::thread::sleep(BUSY_SLICE.min(left));
         true
     }
 }
@@ -206,7 +210,7 @@ mod tests {
         )
         .unwrap();
         drop(conn);
-        let reader = open(&path, Access::Untouched, Duration::ZERO).unwrap();
+        let reader = open(&path, Access::Untouched, Instant::now()).unwrap();
         let x: i64 = reader
             .query_row("SELECT x FROM t", [], |r| r.get(0))
             .unwrap();
