@@ -147,11 +147,7 @@ fn apply_database(
         None => db::open(path, Access::Create, deadline)?,
     };
     if conn.is_readonly(MAIN_DB).unwrap_or(false) {
-        return Err(DbError::ReadOnly {
-            path: path.clone(),
-            owner: file_owner(path),
-        }
-        .into());
+        return Err(DbError::read_only(path).into());
     }
     let done = write_in_transaction(&mut conn, plan, config, *create_schema, now)?;
     Ok((done, Some(conn)))
@@ -204,9 +200,4 @@ fn write_in_transaction(
     checkpoint("before-commit")?;
     tx.commit().map_err(DbError::sqlite(path, "commit"))?;
     Ok(fresh)
-}
-
-fn file_owner(path: &Path) -> Option<u32> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).ok().map(|m| m.uid())
 }

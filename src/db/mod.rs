@@ -3,6 +3,7 @@
 //! it back. Nothing here decides what to change; `plan` does.
 
 mod open;
+mod permission;
 mod row;
 mod schema;
 mod upsert;
@@ -11,6 +12,7 @@ mod verify;
 use std::path::PathBuf;
 
 pub use open::{Access, FileState, open, probe};
+pub use permission::ReadOnlyCause;
 pub use row::{OrgRow, OtherOrg, Snapshot, read_snapshot};
 pub use schema::{
     ORG_TABLE, ORM_COLUMNS, Schema, add_columns, create_standalone_schema, inspect,
@@ -87,11 +89,8 @@ pub enum DbError {
         declared: String,
         problem: &'static str,
     },
-    #[error(
-        "the database {} is read-only for this user. Run as the volume's owner (uid {}), or fix the file's permissions.",
-        path.display(), owner.map_or_else(|| "?".to_owned(), |o| o.to_string())
-    )]
-    ReadOnly { path: PathBuf, owner: Option<u32> },
+    #[error("the database {} {cause}; nothing was changed.", path.display())]
+    ReadOnly { path: PathBuf, cause: ReadOnlyCause },
     #[error("cannot read the database path {}: {source}", path.display())]
     Stat {
         path: PathBuf,
@@ -113,6 +112,14 @@ pub enum DbError {
 }
 
 impl DbError {
+    /// The database opened read-only: say why, so that the advice fits.
+    pub fn read_only(path: &std::path::Path) -> Self {
+        Self::ReadOnly {
+            path: path.to_owned(),
+            cause: ReadOnlyCause::of(path),
+        }
+    }
+
     pub(crate) fn sqlite(
         path: &std::path::Path,
         doing: &'static str,
@@ -162,6 +169,13 @@ fn advice(error: &rusqlite::Error) -> &'static str {
             ". Another process kept the database busy past LOCK_TIMEOUT; run again, or raise LOCK_TIMEOUT"
         }
         Some(C::DiskFull) => ". The disk is full; free space and run again",
+        Some(C::ReadOnly)
+            if error.sqlite_extended_error_code()
+                == Some(rusqlite::ffi::SQLITE_READONLY_DIRECTORY) =>
+        {
+            ". SQLite writes its journal beside the database, and this user may not create files in that \
+             folder: fix the folder's permissions, or remount its file system read-write"
+        }
         Some(C::ReadOnly | C::PermissionDenied) => ". Check the file's owner and permissions",
         Some(C::CannotOpen) => ". Check that the directory exists and is writable",
         _ => "",
