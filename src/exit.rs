@@ -136,7 +136,7 @@ fn for_db(error: &DbError) -> ExitCode {
         | DbError::MissingTables { .. }
         | DbError::MissingColumns { .. }
         | DbError::WrongColumn { .. } => ExitCode::DataError,
-        DbError::ReadOnly { .. } => ExitCode::NoPermission,
+        DbError::ReadOnly { .. } | DbError::HotJournal { .. } => ExitCode::NoPermission,
         DbError::Stat { source, .. } => for_io(source.kind(), ExitCode::Io),
         DbError::CreateDir { source, .. } => for_io(source.kind(), ExitCode::CannotCreate),
         DbError::Interrupted(i) => for_signal(i.signal),

@@ -91,6 +91,13 @@ pub enum DbError {
     },
     #[error("the database {} {cause}; nothing was changed.", path.display())]
     ReadOnly { path: PathBuf, cause: ReadOnlyCause },
+    #[error(
+        "the database {} has a hot journal, left by a writer that stopped in the middle of a transaction: it must \
+         be rolled back before anyone can read the database, as the application's next start would, and that \
+         takes writing. The database {cause}; or start the application once. Nothing was changed.",
+        path.display()
+    )]
+    HotJournal { path: PathBuf, cause: ReadOnlyCause },
     #[error("cannot read the database path {}: {source}", path.display())]
     Stat {
         path: PathBuf,
@@ -130,6 +137,16 @@ impl DbError {
             // error after one is the stop request, not a timeout.
             (Some(C::DatabaseBusy | C::DatabaseLocked), Some(signal)) => {
                 Self::Interrupted(Interrupted { signal })
+            }
+            // A read-only connection met a hot journal: whoever may write
+            // the file can roll it back, this user cannot.
+            _ if source.sqlite_extended_error_code()
+                == Some(rusqlite::ffi::SQLITE_READONLY_ROLLBACK) =>
+            {
+                Self::HotJournal {
+                    path: path.to_owned(),
+                    cause: ReadOnlyCause::of(path),
+                }
             }
             (Some(C::NotADatabase), _) => Self::NotADatabase {
                 path: path.to_owned(),

@@ -6,9 +6,10 @@ use std::io;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::config::DbConfig;
+use rusqlite::{Connection, MAIN_DB, OpenFlags};
 
-use super::DbError;
+use super::{DbError, ReadOnlyCause};
 use crate::signals;
 
 /// How long one wait for a busy database lasts before SQLite retries; short,
@@ -84,8 +85,9 @@ fn is_link(path: &Path) -> bool {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
-    /// Plans and checks: never writes, never creates a file, not even the
-    /// side files of a WAL database.
+    /// Plans and checks: never creates a file, not even the side files of
+    /// a WAL database, and never writes, except to roll back a hot journal
+    /// (see `open_read_only`), which every reader must do first.
     Untouched,
     /// Reads under SQLite's normal locking, while another process may be
     /// writing (waiting for the application's schema, verifying).
@@ -99,12 +101,15 @@ pub enum Access {
 /// `deadline` ends every wait for a database that another connection keeps
 /// busy: the run's LOCK_TIMEOUT, one deadline for all its waits together.
 pub fn open(path: &Path, access: Access, deadline: Instant) -> Result<Connection, DbError> {
-    if access == Access::Untouched && !has_side_files(path) {
-        return open_untouched(path);
-    }
-    let flags = match access {
-        Access::Untouched | Access::ReadOnly => OpenFlags::SQLITE_OPEN_READ_ONLY,
-        Access::ReadWrite => OpenFlags::SQLITE_OPEN_READ_WRITE,
+    match access {
+        Access::Untouched if !has_side_file(path, "-wal") && !has_side_file(path, "-journal") => {
+            open_untouched(path)
+        }
+        Access::Untouched if has_side_file(path, "-wal") && !has_side_file(path, "-shm") => {
+            open_wal_without_index(path, deadline)
+        }
+        Access::Untouched | Access::ReadOnly => open_read_only(path, deadline),
+        Access::ReadWrite => open_with(path, OpenFlags::SQLITE_OPEN_READ_WRITE, deadline),
         Access::Create => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 fs::create_dir_all(dir).map_err(|source| DbError::CreateDir {
@@ -112,9 +117,14 @@ pub fn open(path: &Path, access: Access, deadline: Instant) -> Result<Connection
                     source,
                 })?;
             }
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
+            let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE;
+            open_with(path, flags, deadline)
         }
-    } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    }
+}
+
+fn open_with(path: &Path, flags: OpenFlags, deadline: Instant) -> Result<Connection, DbError> {
+    let flags = flags | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let mut conn =
         Connection::open_with_flags(path, flags).map_err(DbError::sqlite(path, "open"))?;
     conn.busy_handler(Some(busy_handler(deadline)))
@@ -122,15 +132,90 @@ pub fn open(path: &Path, access: Access, deadline: Instant) -> Result<Connection
     Ok(conn)
 }
 
-/// Whether a `-wal` or `-journal` file sits beside the database: a WAL in
-/// use (the application is running, or crashed with unmerged pages) or a hot
-/// rollback journal, which only a normal connection reads correctly.
-fn has_side_files(path: &Path) -> bool {
-    ["-wal", "-journal"].iter().any(|suffix| {
-        let mut side = path.as_os_str().to_owned();
-        side.push(suffix);
-        Path::new(&side).exists()
-    })
+/// Whether `<database><suffix>` exists: a `-wal` in use (the application
+/// is running, or crashed with unmerged pages), its index `-shm`, or a
+/// rollback `-journal`, hot when a writer stopped mid-transaction.
+fn has_side_file(path: &Path, suffix: &str) -> bool {
+    let mut side = path.as_os_str().to_owned();
+    side.push(suffix);
+    Path::new(&side).exists()
+}
+
+/// A read-only connection that sees what the application's next open would
+/// see. A rollback journal that a crashed writer left (a hot journal) must
+/// be rolled back before anyone reads, and a read-only connection cannot do
+/// that ("attempt to write a readonly database"); so it is rolled back here,
+/// as every SQLite connection that can write does on its first read. The
+/// job holds the database folder's lock, also in a dry run, so no other run
+/// is reading meanwhile; SQLite's own locks guard against the application.
+fn open_read_only(path: &Path, deadline: Instant) -> Result<Connection, DbError> {
+    let conn = open_with(path, OpenFlags::SQLITE_OPEN_READ_ONLY, deadline)?;
+    match first_read(&conn) {
+        Ok(()) => Ok(conn),
+        Err(e) if needs_rollback(&e) => {
+            drop(conn);
+            roll_back_hot_journal(path, deadline)?;
+            let conn = open_with(path, OpenFlags::SQLITE_OPEN_READ_ONLY, deadline)?;
+            first_read(&conn).map_err(DbError::sqlite(path, "read"))?;
+            Ok(conn)
+        }
+        Err(e) => Err(DbError::sqlite(path, "read")(e)),
+    }
+}
+
+/// Read the database header: the moment SQLite takes its shared lock and
+/// finds a hot journal, if there is one.
+fn first_read(conn: &Connection) -> rusqlite::Result<()> {
+    conn.query_row("PRAGMA schema_version", [], |_| Ok(()))
+}
+
+fn needs_rollback(error: &rusqlite::Error) -> bool {
+    error.sqlite_extended_error_code() == Some(rusqlite::ffi::SQLITE_READONLY_ROLLBACK)
+}
+
+fn roll_back_hot_journal(path: &Path, deadline: Instant) -> Result<(), DbError> {
+    // Read-write, but never create: the file exists, and a rollback journal
+    // database gets no side file from a read.
+    let conn = open_with(path, OpenFlags::SQLITE_OPEN_READ_WRITE, deadline)?;
+    if conn.is_readonly(MAIN_DB).unwrap_or(true) {
+        return Err(DbError::HotJournal {
+            path: path.to_owned(),
+            cause: ReadOnlyCause::of(path),
+        });
+    }
+    first_read(&conn).map_err(DbError::sqlite(path, "hot journal rollback"))?;
+    tracing::info!(
+        path = %path.display(),
+        "rolled back the hot journal that a writer stopped mid-transaction left, as the application's next open would"
+    );
+    Ok(())
+}
+
+/// A WAL database whose index (`-shm`) is gone, as after a restore that
+/// copied only the database and its `-wal`: a normal connection, even a
+/// read-only one, would create the `-shm`, which a dry run must not. A
+/// connection in exclusive locking mode keeps the index in its own memory
+/// (SQLite's WAL documentation, "Use of WAL Without Shared-Memory"); it
+/// needs to open the file for writing for that, but never writes: queries
+/// are refused (`query_only`), and it does not checkpoint when it closes,
+/// which would merge the `-wal` into the database and remove it. With
+/// `-shm` missing no other connection has the database open, so the
+/// exclusive lock, held for the dry run's few milliseconds, keeps nobody
+/// waiting long.
+fn open_wal_without_index(path: &Path, deadline: Instant) -> Result<Connection, DbError> {
+    let conn = open_with(path, OpenFlags::SQLITE_OPEN_READ_WRITE, deadline)?;
+    if conn.is_readonly(MAIN_DB).unwrap_or(true) {
+        // Not ours to write: SQLite's read-only path is all there is.
+        drop(conn);
+        return open_read_only(path, deadline);
+    }
+    let setup = || -> rusqlite::Result<()> {
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
+        conn.execute_batch("PRAGMA locking_mode = EXCLUSIVE; PRAGMA query_only = 1;")
+    };
+    setup().map_err(DbError::sqlite(path, "setup"))?;
+    first_read(&conn).map_err(DbError::sqlite(path, "read"))?;
+    Ok(conn)
 }
 
 /// A read-only connection that creates nothing: even a read-only connection
