@@ -135,7 +135,12 @@ fn for_db(error: &DbError) -> ExitCode {
         | DbError::Corrupt { .. }
         | DbError::MissingTables { .. }
         | DbError::MissingColumns { .. }
-        | DbError::WrongColumn { .. } => ExitCode::DataError,
+        | DbError::WrongColumn { .. }
+        | DbError::NotUtf8 { .. }
+        | DbError::BadValue { .. }
+        | DbError::NotATable { .. }
+        | DbError::WriteRefused { .. }
+        | DbError::WriteIgnored { .. } => ExitCode::DataError,
         DbError::ReadOnly { .. } | DbError::HotJournal { .. } => ExitCode::NoPermission,
         DbError::Stat { source, .. } => for_io(source.kind(), ExitCode::Io),
         DbError::CreateDir { source, .. } => for_io(source.kind(), ExitCode::CannotCreate),

@@ -89,6 +89,71 @@ pub enum DbError {
         declared: String,
         problem: &'static str,
     },
+    #[error(
+        "the row {row:?} of {table} in {} holds text that is not valid UTF-8 in its column {column}, which the \
+         application cannot read. Correct that value (or clear it, where the column allows NULL), for example \
+         with the sqlite3 shell; the file was left as it was.",
+        path.display()
+    )]
+    NotUtf8 {
+        path: PathBuf,
+        table: &'static str,
+        column: &'static str,
+        /// The row's id (ours: the id this run provisions).
+        row: String,
+    },
+    #[error(
+        "the row {row:?} of {table} in {} holds {found} in its column {column}, which the application cannot \
+         use. {fix}; nothing was changed.",
+        path.display()
+    )]
+    BadValue {
+        path: PathBuf,
+        table: &'static str,
+        column: &'static str,
+        row: String,
+        /// The value, described (never a secret column's).
+        found: String,
+        fix: &'static str,
+    },
+    #[error(
+        "{name} in the database {} is {kind}, not a table. The mAI application's migrations create it as a \
+         table; this is not the application's schema. Fix the database (or restore it from a backup); the file \
+         was left as it was.",
+        path.display()
+    )]
+    NotATable {
+        path: PathBuf,
+        name: &'static str,
+        /// "a view", "a virtual table", …
+        kind: &'static str,
+    },
+    #[error(
+        "the database {} refused {doing}: {detail}.{hint} The mAI application's schema has no such \
+         constraint or trigger: fix or drop what refuses the write. The file was left as it was.",
+        path.display()
+    )]
+    WriteRefused {
+        path: PathBuf,
+        /// What was written: the table, and the row or the column.
+        doing: String,
+        /// SQLite's own words, which name the constraint, column or table.
+        detail: String,
+        /// The triggers and foreign keys of the table.
+        hint: String,
+    },
+    #[error(
+        "the database {} ignored the write of organization {row:?} to {table}: no row changed, which only a \
+         trigger's RAISE(IGNORE) does.{hint} The mAI application's schema has no such trigger: fix or drop it. \
+         The file was left as it was.",
+        path.display()
+    )]
+    WriteIgnored {
+        path: PathBuf,
+        table: &'static str,
+        row: String,
+        hint: String,
+    },
     #[error("the database {} {cause}; nothing was changed.", path.display())]
     ReadOnly { path: PathBuf, cause: ReadOnlyCause },
     #[error(
@@ -108,7 +173,7 @@ pub enum DbError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("the database {} {doing} failed: {source}{}", path.display(), advice(source))]
+    #[error("the database {} {doing} failed: {}{}", path.display(), shown(&source.to_string()), advice(source))]
     Sqlite {
         path: PathBuf,
         doing: &'static str,
@@ -119,6 +184,15 @@ pub enum DbError {
 }
 
 impl DbError {
+    pub(crate) fn not_utf8(path: &std::path::Path, column: &'static str, row: &str) -> Self {
+        Self::NotUtf8 {
+            path: path.to_owned(),
+            table: ORG_TABLE,
+            column,
+            row: row.to_owned(),
+        }
+    }
+
     /// The database opened read-only: say why, so that the advice fits.
     pub fn read_only(path: &std::path::Path) -> Self {
         Self::ReadOnly {
@@ -153,7 +227,7 @@ impl DbError {
             },
             (Some(C::DatabaseCorrupt), _) => Self::Corrupt {
                 path: path.to_owned(),
-                detail: source.to_string(),
+                detail: shown(&source.to_string()),
             },
             _ => Self::Sqlite {
                 path: path.to_owned(),
@@ -170,6 +244,22 @@ impl DbError {
             _ => None,
         }
     }
+}
+
+/// Text from the database for a message (SQLite's messages quote the
+/// schema's names, a trigger's RAISE its author's words): control
+/// characters escaped, so that none forges a log line or reaches the
+/// terminal as an escape sequence.
+pub(crate) fn shown(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_debug().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 fn sqlite_code(error: &rusqlite::Error) -> Option<rusqlite::ErrorCode> {
