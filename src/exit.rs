@@ -44,7 +44,7 @@ pub const TABLE: &[(ExitCode, &str)] = &[
     ),
     (
         ExitCode::DataError,
-        "data error: schema, key conflict, corrupt file, identity mismatch",
+        "data error: schema, key conflict, bad data in the row, corrupt file, identity mismatch",
     ),
     (
         ExitCode::NoInput,
