@@ -545,11 +545,20 @@ fn expected(write: &RowWrite) -> Expected {
     }
 }
 
-/// A numeric column as a float, when SQLite stored a number.
-fn as_number(value: &Value) -> Option<f64> {
+/// A numeric column as a float, whatever SQLite stored it as.
+pub fn as_f64(value: &Value) -> Option<f64> {
     match value {
         Value::Integer(i) => Some(*i as f64),
         Value::Real(f) => Some(*f),
+        Value::Text(t) => t.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// A numeric column as a float, when SQLite stored a number.
+fn as_number(value: &Value) -> Option<f64> {
+    match value {
+        Value::Integer(_) | Value::Real(_) => as_f64(value),
         _ => None,
     }
 }
@@ -567,12 +576,10 @@ enum StoredMarkup {
 
 impl StoredMarkup {
     fn of(value: &Value) -> Self {
-        let number = match value {
-            Value::Null => return Self::Missing,
-            Value::Text(t) => t.trim().parse::<f64>().ok(),
-            other => as_number(other),
-        };
-        match number {
+        if *value == Value::Null {
+            return Self::Missing;
+        }
+        match as_f64(value) {
             Some(rate) if rate.is_finite() && rate > 0.0 => Self::Usable(rate),
             _ => Self::Unusable(describe(value)),
         }

@@ -98,7 +98,7 @@ pub enum DbError {
     NotUtf8 {
         path: PathBuf,
         table: &'static str,
-        column: &'static str,
+        column: String,
         /// The row's id (ours: the id this run provisions).
         row: String,
     },
@@ -184,11 +184,11 @@ pub enum DbError {
 }
 
 impl DbError {
-    pub(crate) fn not_utf8(path: &std::path::Path, column: &'static str, row: &str) -> Self {
+    pub(crate) fn not_utf8(path: &std::path::Path, column: &str, row: &str) -> Self {
         Self::NotUtf8 {
             path: path.to_owned(),
             table: ORG_TABLE,
-            column,
+            column: column.to_owned(),
             row: row.to_owned(),
         }
     }

@@ -220,10 +220,11 @@ fn org_columns(conn: &Connection, path: &Path) -> Result<Vec<Column>, DbError> {
     read().map_err(DbError::sqlite(path, "schema read"))
 }
 
-/// Text from the schema, which SQLite does not check to be UTF-8.
+/// Text from the schema, which SQLite does not check to be UTF-8 (or free
+/// of control characters): lossy and escaped, ready for a message.
 fn lossy<I: rusqlite::RowIndex>(row: &rusqlite::Row, index: I) -> rusqlite::Result<String> {
     let bytes = row.get_ref(index)?.as_bytes_or_null()?.unwrap_or_default();
-    Ok(String::from_utf8_lossy(bytes).into_owned())
+    Ok(shown(&String::from_utf8_lossy(bytes)))
 }
 
 fn check_columns(columns: &[Column], path: &Path) -> Result<(), DbError> {
@@ -314,7 +315,7 @@ fn check_table_integrity(conn: &Connection, path: &Path) -> Result<(), DbError> 
         [ok] if ok == "ok" => Ok(()),
         _ => Err(DbError::Corrupt {
             path: path.to_owned(),
-            detail: shown(&problems.join("; ")),
+            detail: problems.join("; "),
         }),
     }
 }
@@ -334,7 +335,7 @@ pub fn add_columns(conn: &Connection, path: &Path, names: &[&'static str]) -> Re
         // error like a refused write.
         let doing = format!("to add the column {} to {ORG_TABLE}", column.name);
         conn.execute_batch(&sql)
-            .map_err(|e| refused(conn, path, doing, None)(e))?;
+            .map_err(|e| refused(conn, path, "schema repair", doing, None)(e))?;
     }
     Ok(())
 }

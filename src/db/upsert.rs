@@ -85,7 +85,7 @@ pub fn write_row(conn: &Connection, path: &Path, write: &RowWrite) -> Result<(),
     let doing = format!("to write organization {:?} to {ORG_TABLE}", write.id);
     let changed = conn
         .execute(&sql, values.as_slice())
-        .map_err(|e| refused(conn, path, doing, Some(&write.api_key))(e))?;
+        .map_err(|e| refused(conn, path, "write", doing, Some(&write.api_key))(e))?;
     // An upsert changes its one row, whichever branch it takes; only a
     // trigger's RAISE(IGNORE) makes it change none.
     if changed == 0 {
@@ -103,10 +103,12 @@ pub fn write_row(conn: &Connection, path: &Path, write: &RowWrite) -> Result<(),
 /// body, a constraint or trigger's RAISE, a foreign key, a datatype
 /// mismatch) is the schema's doing, not a fault of this job: a data error
 /// that names what was written and what in the schema may refuse it. Any
-/// other failure (busy, read-only, disk full) keeps its own meaning.
+/// other failure (busy, read-only, disk full) keeps its own meaning, as a
+/// failure of `step`.
 pub(super) fn refused(
     conn: &Connection,
     path: &Path,
+    step: &'static str,
     doing: String,
     key: Option<&Secret>,
 ) -> impl FnOnce(rusqlite::Error) -> DbError {
@@ -123,7 +125,7 @@ pub(super) fn refused(
             }),
             hint: schema_hint(conn),
         },
-        _ => DbError::sqlite(path, "write")(error),
+        _ => DbError::sqlite(path, step)(error),
     }
 }
 

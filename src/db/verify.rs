@@ -11,7 +11,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension};
 
 use super::row::{Decoded, decoded};
-use super::{DbError, ORG_TABLE, ORM_COLUMNS, orm_select_list, shown};
+use super::{DbError, ORG_TABLE, orm_select_list, shown};
 use crate::secret::Secret;
 
 /// What the row must hold after the run.
@@ -174,14 +174,7 @@ fn read_as_application(
             Decoded::Value(value) => values.push((name, value)),
             // The application's driver fails on this row: a data error that
             // names the column, as the snapshot read does before a write.
-            Decoded::NotUtf8 => {
-                let column = ORM_COLUMNS
-                    .iter()
-                    .map(|c| c.name)
-                    .find(|c| *c == name)
-                    .unwrap_or("?");
-                return Err(DbError::not_utf8(path, column, &expected.id).into());
-            }
+            Decoded::NotUtf8 => return Err(DbError::not_utf8(path, &name, &expected.id).into()),
         }
     }
     Ok(Some(AppRow(values)))
