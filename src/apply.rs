@@ -6,6 +6,7 @@
 //! leaves the old or the new state of each file, and the next run converges.
 
 use std::path::Path;
+use std::time::Instant;
 
 use rusqlite::{Connection, MAIN_DB, TransactionBehavior};
 
@@ -39,10 +40,11 @@ pub fn apply(
     config: &Config,
     connection: Option<Connection>,
     now: i64,
+    deadline: Instant,
 ) -> Result<Applied, Error> {
     remove_leftovers(plan, config);
     let prepared = prepare(plan, config)?;
-    let (database, connection) = apply_database(plan, config, connection, now)?;
+    let (database, connection) = apply_database(plan, config, connection, now, deadline)?;
     checkpoint_committed("database-committed");
     let secret_key_stored = prepared.secret_key.is_some();
     let env_written = prepared.env.is_some();
@@ -159,6 +161,7 @@ fn apply_database(
     config: &Config,
     connection: Option<Connection>,
     now: i64,
+    deadline: Instant,
 ) -> Result<(DatabasePlan, Option<Connection>), Error> {
     let DatabasePlan::Write { create_schema, .. } = &plan.database else {
         return Ok((plan.database.clone(), connection));
@@ -166,14 +169,10 @@ fn apply_database(
     let path = &config.database_path;
     let mut conn = match connection {
         Some(conn) => conn,
-        None => db::open(path, Access::Create, config.lock_timeout)?,
+        None => db::open(path, Access::Create, deadline)?,
     };
     if conn.is_readonly(MAIN_DB).unwrap_or(false) {
-        return Err(DbError::ReadOnly {
-            path: path.clone(),
-            owner: file_owner(path),
-        }
-        .into());
+        return Err(DbError::read_only(path).into());
     }
     let done = write_in_transaction(&mut conn, plan, config, *create_schema, now)?;
     Ok((done, Some(conn)))
@@ -226,9 +225,4 @@ fn write_in_transaction(
     checkpoint("before-commit")?;
     tx.commit().map_err(DbError::sqlite(path, "commit"))?;
     Ok(fresh)
-}
-
-fn file_owner(path: &Path) -> Option<u32> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).ok().map(|m| m.uid())
 }

@@ -44,7 +44,7 @@ pub const TABLE: &[(ExitCode, &str)] = &[
     ),
     (
         ExitCode::DataError,
-        "data error: schema, key conflict, corrupt file, identity mismatch, a .env line python-dotenv would misread",
+        "data error: schema, key conflict, bad data in the row, corrupt file, identity mismatch, a .env line python-dotenv would misread",
     ),
     (
         ExitCode::NoInput,
@@ -138,8 +138,13 @@ fn for_db(error: &DbError) -> ExitCode {
         | DbError::Corrupt { .. }
         | DbError::MissingTables { .. }
         | DbError::MissingColumns { .. }
-        | DbError::WrongColumn { .. } => ExitCode::DataError,
-        DbError::ReadOnly { .. } => ExitCode::NoPermission,
+        | DbError::WrongColumn { .. }
+        | DbError::NotUtf8 { .. }
+        | DbError::BadValue { .. }
+        | DbError::NotATable { .. }
+        | DbError::WriteRefused { .. }
+        | DbError::WriteIgnored { .. } => ExitCode::DataError,
+        DbError::ReadOnly { .. } | DbError::HotJournal { .. } => ExitCode::NoPermission,
         DbError::Stat { source, .. } => for_io(source.kind(), ExitCode::Io),
         DbError::CreateDir { source, .. } => for_io(source.kind(), ExitCode::CannotCreate),
         DbError::Interrupted(i) => for_signal(i.signal),

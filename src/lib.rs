@@ -72,7 +72,10 @@ pub fn run(options: &Options) -> Result<Outcome, Error> {
         Mode::Env => None,
         Mode::Database | Mode::Production => Some(db::probe(&config.database_path)?),
     };
-    let _locks = take_locks(&config, &env_file, database_file, options.dry_run)?;
+    // LOCK_TIMEOUT bounds the run's waiting as a whole: the file locks and
+    // every wait for a database another process keeps busy end here.
+    let deadline = Instant::now() + config.lock_timeout;
+    let _locks = take_locks(&config, &env_file, database_file, options.dry_run, deadline)?;
     hooks::checkpoint("locked")?;
     let id = OrgId::resolve(config.external_user.as_deref(), &config.organization_name);
     let access = if options.dry_run {
@@ -80,7 +83,15 @@ pub fn run(options: &Options) -> Result<Outcome, Error> {
     } else {
         Access::ReadWrite
     };
-    let reading = world::read(&config, mode, &id, env_file, database_file, access)?;
+    let reading = world::read(
+        &config,
+        mode,
+        &id,
+        env_file,
+        database_file,
+        access,
+        deadline,
+    )?;
     let now = timestamp::now();
     let plan = plan::build(&config, mode, id, &reading.world, now, new_secret_key)?;
     for warning in &plan.warnings {
@@ -89,7 +100,7 @@ pub fn run(options: &Options) -> Result<Outcome, Error> {
     if options.dry_run {
         return Ok(Outcome::planned(&plan, &config.database_path));
     }
-    let applied = apply::apply(&plan, &config, reading.connection, now)?;
+    let applied = apply::apply(&plan, &config, reading.connection, now, deadline)?;
     if let Some(signal) = signals::received() {
         // Stopping between the commit and the renames would have left the
         // database and the .env apart; the run finished them first.
@@ -106,7 +117,7 @@ pub fn run(options: &Options) -> Result<Outcome, Error> {
         ));
     }
     if mode == Mode::Production {
-        verify::verify(&plan, &config, &applied)?;
+        verify::verify(&plan, &config, &applied, deadline)?;
     }
     // `verified` promises that the application's lookup finds the row: a
     // skipped database step is never verified.
@@ -131,7 +142,8 @@ fn wait_for_schema(config: &Config, timeout: Duration) -> Result<(), Error> {
         let not_ready = match db::probe(path)? {
             FileState::Missing { .. } => "the database does not exist yet".to_owned(),
             FileState::Present => {
-                let conn = db::open(path, Access::ReadOnly, config.lock_timeout)?;
+                let busy_deadline = Instant::now() + config.lock_timeout;
+                let conn = db::open(path, Access::ReadOnly, busy_deadline)?;
                 match db::inspect(&conn, path) {
                     Ok(Some(_)) => return Ok(()),
                     Ok(None) => "the database has no tables yet".to_owned(),
@@ -169,9 +181,9 @@ fn take_locks(
     env_file: &Path,
     database: Option<FileState>,
     dry_run: bool,
+    deadline: Instant,
 ) -> Result<Vec<Lock>, Error> {
     let started = Instant::now();
-    let deadline = started + config.lock_timeout;
     let database_dir = config.database_dir();
     let dir_exists = !matches!(database, Some(FileState::Missing { dir_exists: false }));
     if database.is_some() && !dir_exists && config.create_schema && !dry_run {

@@ -403,10 +403,25 @@ fn plan_row(
         return Ok(insert(config, id, add_columns, now, false));
     };
     identity::check_stored_name(id, &row.name, &config.organization_name)?;
-    let stored_rate = as_f64(&row.markup_rate);
-    let markup_rate = match stored_rate {
-        Some(rate) if !config.markup_rate.explicit => rate,
-        _ => config.markup_rate.value,
+    let markup_rate = match (
+        StoredMarkup::of(&row.markup_rate),
+        config.markup_rate.explicit,
+    ) {
+        (_, true) | (StoredMarkup::Missing, false) => config.markup_rate.value,
+        (StoredMarkup::Usable(rate), false) => rate,
+        // The application bills with this: replacing it by the default
+        // would change the price silently. The operator says what it is.
+        (StoredMarkup::Unusable(found), false) => {
+            return Err(db::DbError::BadValue {
+                path: config.database_path.clone(),
+                table: db::ORG_TABLE,
+                column: "markup_rate",
+                row: id.value.clone(),
+                found,
+                fix: "Set MARKUP_RATE to this organization's rate, and the run writes it",
+            }
+            .into());
+        }
     };
     let key_changes = row.api_key != config.api_key;
     // OpenRouter's identifier of a key given by the operator is unknown; a
@@ -431,7 +446,8 @@ fn plan_row(
     if row.key_hash != key_hash {
         columns.push("openrouter_key_hash");
     }
-    if stored_rate != Some(markup_rate) {
+    // Stored as a number: a numeric text reads the same, but is repaired.
+    if as_number(&row.markup_rate) != Some(markup_rate) {
         columns.push("markup_rate");
     }
     if row.is_active != Value::Integer(i64::from(is_active)) {
@@ -445,6 +461,12 @@ fn plan_row(
     }
     if !matches!(row.updated_at, Value::Integer(_)) {
         columns.push("updated_at");
+    }
+    // A BLOB where the application reads text is damage: write it again.
+    for column in &row.not_text {
+        if !columns.contains(column) {
+            columns.push(column);
+        }
     }
     let write = RowWrite {
         id: id.value.clone(),
@@ -531,6 +553,53 @@ pub fn as_f64(value: &Value) -> Option<f64> {
         Value::Real(f) => Some(*f),
         Value::Text(t) => t.trim().parse().ok(),
         _ => None,
+    }
+}
+
+/// A numeric column as a float, when SQLite stored a number.
+fn as_number(value: &Value) -> Option<f64> {
+    match value {
+        Value::Integer(_) | Value::Real(_) => as_f64(value),
+        _ => None,
+    }
+}
+
+/// The stored `markup_rate`, as far as billing can use it.
+enum StoredMarkup {
+    /// NULL: the row never got one (it gets MARKUP_RATE or the default).
+    Missing,
+    /// A positive, finite number (possibly stored as numeric text).
+    Usable(f64),
+    /// Anything else (zero, negative, infinite, not a number), described
+    /// for the message.
+    Unusable(String),
+}
+
+impl StoredMarkup {
+    fn of(value: &Value) -> Self {
+        if *value == Value::Null {
+            return Self::Missing;
+        }
+        match as_f64(value) {
+            Some(rate) if rate.is_finite() && rate > 0.0 => Self::Usable(rate),
+            _ => Self::Unusable(describe(value)),
+        }
+    }
+}
+
+/// A stored value for a message: short, escaped, and never a BLOB's bytes.
+fn describe(value: &Value) -> String {
+    const SHOWN: usize = 40;
+    match value {
+        Value::Null => "NULL".to_owned(),
+        Value::Integer(i) => i.to_string(),
+        Value::Real(f) => f.to_string(),
+        Value::Text(t) if t.chars().count() > SHOWN => {
+            let head: String = t.chars().take(SHOWN).collect();
+            format!("the text {:?}…", head)
+        }
+        Value::Text(t) => format!("the text {t:?}"),
+        Value::Blob(b) => format!("a BLOB ({} bytes)", b.len()),
     }
 }
 

@@ -2,6 +2,7 @@
 //! project's own readers and compare every managed value.
 
 use std::os::unix::fs::PermissionsExt;
+use std::time::Instant;
 
 use rusqlite::Connection;
 
@@ -12,7 +13,12 @@ use crate::envfile::{self, Document};
 use crate::error::Error;
 use crate::plan::{self, Plan};
 
-pub fn verify(plan: &Plan, config: &Config, applied: &Applied) -> Result<(), Error> {
+pub fn verify(
+    plan: &Plan,
+    config: &Config,
+    applied: &Applied,
+    deadline: Instant,
+) -> Result<(), Error> {
     // The .env holds OPENROUTER_EXTERNAL_USER = the plan's id, so the row
     // below is read by the id the application will look it up with.
     verify_env(plan, config)?;
@@ -23,7 +29,7 @@ pub fn verify(plan: &Plan, config: &Config, applied: &Applied) -> Result<(), Err
         let conn: &Connection = match &applied.connection {
             Some(conn) => conn,
             None => {
-                reopened = db::open(path, Access::ReadOnly, config.lock_timeout)?;
+                reopened = db::open(path, Access::ReadOnly, deadline)?;
                 &reopened
             }
         };

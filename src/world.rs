@@ -3,6 +3,7 @@
 //! which `apply` goes on to use.
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use rusqlite::Connection;
 
@@ -27,6 +28,7 @@ pub fn read(
     env_file: PathBuf,
     database_file: Option<FileState>,
     access: Access,
+    deadline: Instant,
 ) -> Result<Reading, Error> {
     let env_text = envfile::read_existing(&env_file)?;
     // Checked now, so that a folder there refuses the run before anything
@@ -40,7 +42,7 @@ pub fn read(
             (DatabaseState::Missing { dir_exists }, None)
         }
         (_, Some(FileState::Present)) => {
-            let (state, conn) = read_database(config, id, access)?;
+            let (state, conn) = read_database(config, id, access, deadline)?;
             (state, Some(conn))
         }
     };
@@ -61,9 +63,10 @@ fn read_database(
     config: &Config,
     id: &OrgId,
     access: Access,
+    deadline: Instant,
 ) -> Result<(DatabaseState, Connection), Error> {
     let path = &config.database_path;
-    let conn = db::open(path, access, config.lock_timeout)?;
+    let conn = db::open(path, access, deadline)?;
     let state = match db::inspect(&conn, path)? {
         None => DatabaseState::Empty,
         Some(schema) => DatabaseState::Ready(Box::new(db::read_snapshot(

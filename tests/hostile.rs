@@ -1107,6 +1107,97 @@ fn read_only_database_file_is_refused() {
     );
 }
 
+/// The advice must fit who runs the job. A job that already is the file's
+/// owner (root, in the compose deployment) is not helped by "run as the
+/// volume's owner (uid 0)": the file's mode is what keeps it out.
+#[test]
+fn read_only_database_file_of_this_user_blames_the_mode() {
+    let sandbox = deployment();
+    fs::set_permissions(sandbox.db_path(), fs::Permissions::from_mode(0o444)).unwrap();
+    let mut cmd = sandbox.command();
+    cmd.arg("--production");
+    let Some(cmd) = as_unprivileged(&sandbox, cmd) else {
+        return;
+    };
+    let run = refused_by(
+        &sandbox,
+        cmd,
+        "read-only database of this user",
+        NO_PERMISSION,
+        &[
+            "webui.db",
+            "its mode 0444 keeps its owner",
+            "this run already is uid",
+            "chmod u+w",
+        ],
+    );
+    assert_absent(&run, "Run as the volume's owner");
+}
+
+/// Root without the permission override, on a file another user owns:
+/// here running as that owner is the advice.
+#[test]
+fn read_only_database_file_of_another_user_names_the_owner() {
+    let sandbox = deployment();
+    let chowned = Command::new("chown")
+        .args(["65532:65532"])
+        .arg(sandbox.db_path())
+        .output();
+    if !chowned.as_ref().is_ok_and(|out| out.status.success()) {
+        skip(
+            "a database of another user",
+            &format!("cannot chown here ({chowned:?}); run as root to check it"),
+        );
+        return;
+    }
+    let mut cmd = sandbox.command();
+    cmd.arg("--production");
+    let Some(cmd) = as_unprivileged(&sandbox, cmd) else {
+        return;
+    };
+    refused_by(
+        &sandbox,
+        cmd,
+        "read-only database of another user",
+        NO_PERMISSION,
+        &[
+            "webui.db",
+            "is read-only for this user (uid 0)",
+            "Run as the volume's owner (uid 65532)",
+        ],
+    );
+}
+
+/// A read-only file system: no user may write, not even root with every
+/// capability; the advice is to remount, never to change users or modes.
+#[test]
+fn database_on_a_read_only_file_system_is_refused() {
+    let sandbox = deployment();
+    let data = sandbox.data_dir();
+    // What an earlier run leaves on the volume: its lock file and the key
+    // store, so that the database is the first thing this run must write.
+    fs::write(data.join(".mai-provision.lock"), "").unwrap();
+    fs::write(sandbox.secret_store(), SECRET_KEY).unwrap();
+    let Some(_mount) = Mount::read_only(&data, "the database on a read-only file system") else {
+        return;
+    };
+    let mut cmd = sandbox.command();
+    cmd.arg("--production");
+    let run = refused_by(
+        &sandbox,
+        cmd,
+        "read-only file system under the database",
+        NO_PERMISSION,
+        &[
+            "webui.db",
+            "read-only file system (EROFS)",
+            "Remount the data volume read-write",
+        ],
+    );
+    assert_absent(&run, "Run as the volume's owner");
+    assert_absent(&run, "chmod");
+}
+
 /// Another process holding SQLite's lock, until dropped. It must be a
 /// process of its own: SQLite's locks are POSIX record locks, which this
 /// process would drop the moment it reads the file for a snapshot.

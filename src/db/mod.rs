@@ -3,6 +3,7 @@
 //! it back. Nothing here decides what to change; `plan` does.
 
 mod open;
+mod permission;
 mod row;
 mod schema;
 mod upsert;
@@ -11,6 +12,7 @@ mod verify;
 use std::path::PathBuf;
 
 pub use open::{Access, FileState, open, probe};
+pub use permission::ReadOnlyCause;
 pub use row::{OrgRow, OtherOrg, Snapshot, read_snapshot};
 pub use schema::{
     ORG_TABLE, ORM_COLUMNS, Schema, add_columns, create_standalone_schema, inspect,
@@ -88,10 +90,79 @@ pub enum DbError {
         problem: &'static str,
     },
     #[error(
-        "the database {} is read-only for this user. Run as the volume's owner (uid {}), or fix the file's permissions.",
-        path.display(), owner.map_or_else(|| "?".to_owned(), |o| o.to_string())
+        "the row {row:?} of {table} in {} holds text that is not valid UTF-8 in its column {column}, which the \
+         application cannot read. Correct that value (or clear it, where the column allows NULL), for example \
+         with the sqlite3 shell; the file was left as it was.",
+        path.display()
     )]
-    ReadOnly { path: PathBuf, owner: Option<u32> },
+    NotUtf8 {
+        path: PathBuf,
+        table: &'static str,
+        column: String,
+        /// The row's id (ours: the id this run provisions).
+        row: String,
+    },
+    #[error(
+        "the row {row:?} of {table} in {} holds {found} in its column {column}, which the application cannot \
+         use. {fix}; nothing was changed.",
+        path.display()
+    )]
+    BadValue {
+        path: PathBuf,
+        table: &'static str,
+        column: &'static str,
+        row: String,
+        /// The value, described (never a secret column's).
+        found: String,
+        fix: &'static str,
+    },
+    #[error(
+        "{name} in the database {} is {kind}, not a table. The mAI application's migrations create it as a \
+         table; this is not the application's schema. Fix the database (or restore it from a backup); the file \
+         was left as it was.",
+        path.display()
+    )]
+    NotATable {
+        path: PathBuf,
+        name: &'static str,
+        /// "a view", "a virtual table", …
+        kind: &'static str,
+    },
+    #[error(
+        "the database {} refused {doing}: {detail}.{hint} The mAI application's schema has no such \
+         constraint or trigger: fix or drop what refuses the write. The file was left as it was.",
+        path.display()
+    )]
+    WriteRefused {
+        path: PathBuf,
+        /// What was written: the table, and the row or the column.
+        doing: String,
+        /// SQLite's own words, which name the constraint, column or table.
+        detail: String,
+        /// The triggers and foreign keys of the table.
+        hint: String,
+    },
+    #[error(
+        "the database {} ignored the write of organization {row:?} to {table}: no row changed, which only a \
+         trigger's RAISE(IGNORE) does.{hint} The mAI application's schema has no such trigger: fix or drop it. \
+         The file was left as it was.",
+        path.display()
+    )]
+    WriteIgnored {
+        path: PathBuf,
+        table: &'static str,
+        row: String,
+        hint: String,
+    },
+    #[error("the database {} {cause}; nothing was changed.", path.display())]
+    ReadOnly { path: PathBuf, cause: ReadOnlyCause },
+    #[error(
+        "the database {} has a hot journal, left by a writer that stopped in the middle of a transaction: it must \
+         be rolled back before anyone can read the database, as the application's next start would, and that \
+         takes writing. The database {cause}; or start the application once. Nothing was changed.",
+        path.display()
+    )]
+    HotJournal { path: PathBuf, cause: ReadOnlyCause },
     #[error("cannot read the database path {}: {source}", path.display())]
     Stat {
         path: PathBuf,
@@ -102,7 +173,7 @@ pub enum DbError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("the database {} {doing} failed: {source}{}", path.display(), advice(source))]
+    #[error("the database {} {doing} failed: {}{}", path.display(), shown(&source.to_string()), advice(source))]
     Sqlite {
         path: PathBuf,
         doing: &'static str,
@@ -113,6 +184,23 @@ pub enum DbError {
 }
 
 impl DbError {
+    pub(crate) fn not_utf8(path: &std::path::Path, column: &str, row: &str) -> Self {
+        Self::NotUtf8 {
+            path: path.to_owned(),
+            table: ORG_TABLE,
+            column: column.to_owned(),
+            row: row.to_owned(),
+        }
+    }
+
+    /// The database opened read-only: say why, so that the advice fits.
+    pub fn read_only(path: &std::path::Path) -> Self {
+        Self::ReadOnly {
+            path: path.to_owned(),
+            cause: ReadOnlyCause::of(path),
+        }
+    }
+
     pub(crate) fn sqlite(
         path: &std::path::Path,
         doing: &'static str,
@@ -124,12 +212,22 @@ impl DbError {
             (Some(C::DatabaseBusy | C::DatabaseLocked), Some(signal)) => {
                 Self::Interrupted(Interrupted { signal })
             }
+            // A read-only connection met a hot journal: whoever may write
+            // the file can roll it back, this user cannot.
+            _ if source.sqlite_extended_error_code()
+                == Some(rusqlite::ffi::SQLITE_READONLY_ROLLBACK) =>
+            {
+                Self::HotJournal {
+                    path: path.to_owned(),
+                    cause: ReadOnlyCause::of(path),
+                }
+            }
             (Some(C::NotADatabase), _) => Self::NotADatabase {
                 path: path.to_owned(),
             },
             (Some(C::DatabaseCorrupt), _) => Self::Corrupt {
                 path: path.to_owned(),
-                detail: source.to_string(),
+                detail: shown(&source.to_string()),
             },
             _ => Self::Sqlite {
                 path: path.to_owned(),
@@ -148,6 +246,22 @@ impl DbError {
     }
 }
 
+/// Text from the database for a message (SQLite's messages quote the
+/// schema's names, a trigger's RAISE its author's words): control
+/// characters escaped, so that none forges a log line or reaches the
+/// terminal as an escape sequence.
+pub(crate) fn shown(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_debug().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 fn sqlite_code(error: &rusqlite::Error) -> Option<rusqlite::ErrorCode> {
     match error {
         rusqlite::Error::SqliteFailure(e, _) => Some(e.code),
@@ -162,6 +276,13 @@ fn advice(error: &rusqlite::Error) -> &'static str {
             ". Another process kept the database busy past LOCK_TIMEOUT; run again, or raise LOCK_TIMEOUT"
         }
         Some(C::DiskFull) => ". The disk is full; free space and run again",
+        Some(C::ReadOnly)
+            if error.sqlite_extended_error_code()
+                == Some(rusqlite::ffi::SQLITE_READONLY_DIRECTORY) =>
+        {
+            ". SQLite writes its journal beside the database, and this user may not create files in that \
+             folder: fix the folder's permissions, or remount its file system read-write"
+        }
         Some(C::ReadOnly | C::PermissionDenied) => ". Check the file's owner and permissions",
         Some(C::CannotOpen) => ". Check that the directory exists and is writable",
         _ => "",

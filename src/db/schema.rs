@@ -6,7 +6,8 @@ use std::path::Path;
 
 use rusqlite::Connection;
 
-use super::DbError;
+use super::upsert::refused;
+use super::{DbError, shown};
 
 pub const ORG_TABLE: &str = "client_organizations";
 
@@ -100,11 +101,14 @@ const NUMERIC_ORG_COLUMNS: [&str; 4] = ["markup_rate", "is_active", "created_at"
 /// both, so the standalone schema cannot drift from the field's.
 const STARTUP_SCHEMA: &str = include_str!("../../tests/fixtures/mai-startup-schema.sql");
 
-/// What the organization table lacks of what the application reads.
+/// What the organization table lacks of what the application reads, and
+/// how its rows are stored.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Schema {
     /// ORM columns the table lacks, in `ORM_COLUMNS` order; each has a repair.
     pub missing_columns: Vec<&'static str>,
+    /// A `WITHOUT ROWID` table: it has no `rowid` to order by.
+    pub without_rowid: bool,
 }
 
 impl Schema {
@@ -119,22 +123,42 @@ struct Column {
     primary_key: bool,
 }
 
+/// A table, view or virtual table of the database's main schema.
+struct SchemaObject {
+    name: String,
+    /// `table`, `view`, `virtual` or `shadow` (SQLite's `PRAGMA table_list`).
+    kind: String,
+    without_rowid: bool,
+}
+
 /// `None` when the database has no tables at all: the application has not
 /// started on it yet.
 pub fn inspect(conn: &Connection, path: &Path) -> Result<Option<Schema>, DbError> {
-    let tables = table_names(conn, path)?;
-    if tables.is_empty() {
+    let objects = schema_objects(conn, path)?;
+    if objects.is_empty() {
         return Ok(None);
     }
+    let find = |name: &str| objects.iter().find(|o| o.name.eq_ignore_ascii_case(name));
     let missing: Vec<&'static str> = REQUIRED_TABLES
         .into_iter()
-        .filter(|t| !tables.iter().any(|have| have.eq_ignore_ascii_case(t)))
+        .filter(|t| find(t).is_none())
         .collect();
     if !missing.is_empty() {
         return Err(DbError::MissingTables {
             path: path.to_owned(),
             tables: missing,
         });
+    }
+    // A view (or a virtual table) in a table's place cannot take the
+    // upsert, and is not what the application's migrations create.
+    for name in REQUIRED_TABLES {
+        if let Some(object) = find(name).filter(|o| o.kind != "table") {
+            return Err(DbError::NotATable {
+                path: path.to_owned(),
+                name,
+                kind: describe_kind(&object.kind),
+            });
+        }
     }
     let columns = org_columns(conn, path)?;
     check_columns(&columns, path)?;
@@ -147,13 +171,36 @@ pub fn inspect(conn: &Connection, path: &Path) -> Result<Option<Schema>, DbError
             .map(|c| c.name)
             .filter(|name| !has(name))
             .collect(),
+        without_rowid: find(ORG_TABLE).is_some_and(|o| o.without_rowid),
     }))
 }
 
-fn table_names(conn: &Connection, path: &Path) -> Result<Vec<String>, DbError> {
-    let read = || -> rusqlite::Result<Vec<String>> {
-        let mut stmt = conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table'")?;
-        stmt.query_map([], |row| row.get(0))?.collect()
+fn describe_kind(kind: &str) -> &'static str {
+    match kind {
+        "view" => "a view",
+        "virtual" => "a virtual table",
+        "shadow" => "the shadow table of a virtual table",
+        _ => "not an ordinary table",
+    }
+}
+
+/// Every table and view but SQLite's own schema table. Names are read
+/// lossily: a name that is not UTF-8 is no table of ours, and no reason to
+/// fail.
+fn schema_objects(conn: &Connection, path: &Path) -> Result<Vec<SchemaObject>, DbError> {
+    let read = || -> rusqlite::Result<Vec<SchemaObject>> {
+        let mut stmt = conn.prepare(
+            "SELECT name, type, wr FROM pragma_table_list \
+             WHERE schema = 'main' AND name NOT IN ('sqlite_schema', 'sqlite_master')",
+        )?;
+        stmt.query_map([], |row| {
+            Ok(SchemaObject {
+                name: lossy(row, 0)?,
+                kind: lossy(row, 1)?,
+                without_rowid: row.get::<_, i64>(2)? != 0,
+            })
+        })?
+        .collect()
     };
     read().map_err(DbError::sqlite(path, "schema read"))
 }
@@ -163,14 +210,21 @@ fn org_columns(conn: &Connection, path: &Path) -> Result<Vec<Column>, DbError> {
         let mut stmt = conn.prepare(&format!("PRAGMA table_info({ORG_TABLE})"))?;
         stmt.query_map([], |row| {
             Ok(Column {
-                name: row.get("name")?,
-                declared: row.get("type")?,
+                name: lossy(row, "name")?,
+                declared: lossy(row, "type")?,
                 primary_key: row.get::<_, i64>("pk")? > 0,
             })
         })?
         .collect()
     };
     read().map_err(DbError::sqlite(path, "schema read"))
+}
+
+/// Text from the schema, which SQLite does not check to be UTF-8 (or free
+/// of control characters): lossy and escaped, ready for a message.
+fn lossy<I: rusqlite::RowIndex>(row: &rusqlite::Row, index: I) -> rusqlite::Result<String> {
+    let bytes = row.get_ref(index)?.as_bytes_or_null()?.unwrap_or_default();
+    Ok(shown(&String::from_utf8_lossy(bytes)))
 }
 
 fn check_columns(columns: &[Column], path: &Path) -> Result<(), DbError> {
@@ -181,6 +235,18 @@ fn check_columns(columns: &[Column], path: &Path) -> Result<(), DbError> {
             path: path.to_owned(),
             table: ORG_TABLE,
             columns: missing,
+        });
+    }
+    // An INTEGER id (a rowid alias when it is the primary key) takes no
+    // text: the upsert of `mai_client_…` would fail with "datatype mismatch".
+    if let Some(id) = find("id").filter(|c| has_integer_affinity(&c.declared)) {
+        return Err(DbError::WrongColumn {
+            path: path.to_owned(),
+            table: ORG_TABLE,
+            column: "id",
+            declared: id.declared.clone(),
+            problem: "which holds numbers, but organization ids are text (mai_client_…), and the \
+                      application's migrations declare the column VARCHAR",
         });
     }
     for name in NUMERIC_ORG_COLUMNS {
@@ -202,6 +268,11 @@ fn check_columns(columns: &[Column], path: &Path) -> Result<(), DbError> {
 fn has_text_affinity(declared: &str) -> bool {
     let upper = declared.to_ascii_uppercase();
     !upper.contains("INT") && ["CHAR", "CLOB", "TEXT"].iter().any(|t| upper.contains(t))
+}
+
+/// SQLite's first affinity rule: a declared type containing INT.
+fn has_integer_affinity(declared: &str) -> bool {
+    declared.to_ascii_uppercase().contains("INT")
 }
 
 /// `ON CONFLICT(id)` needs a primary key or unique index on `id` alone.
@@ -237,7 +308,7 @@ fn check_id_is_unique(conn: &Connection, columns: &[Column], path: &Path) -> Res
 fn check_table_integrity(conn: &Connection, path: &Path) -> Result<(), DbError> {
     let read = || -> rusqlite::Result<Vec<String>> {
         let mut stmt = conn.prepare(&format!("PRAGMA quick_check({ORG_TABLE})"))?;
-        stmt.query_map([], |row| row.get(0))?.collect()
+        stmt.query_map([], |row| lossy(row, 0))?.collect()
     };
     let problems = read().map_err(DbError::sqlite(path, "integrity check"))?;
     match problems.as_slice() {
@@ -260,8 +331,11 @@ pub fn add_columns(conn: &Connection, path: &Path, names: &[&'static str]) -> Re
             "ALTER TABLE {ORG_TABLE} ADD COLUMN {} {definition}",
             column.name
         );
+        // Refused by the schema (rarely: the checks above ran) is a data
+        // error like a refused write.
+        let doing = format!("to add the column {} to {ORG_TABLE}", column.name);
         conn.execute_batch(&sql)
-            .map_err(DbError::sqlite(path, "schema repair"))?;
+            .map_err(|e| refused(conn, path, "schema repair", doing, None)(e))?;
     }
     Ok(())
 }

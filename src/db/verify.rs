@@ -10,7 +10,8 @@ use std::path::Path;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension};
 
-use super::{DbError, ORG_TABLE, orm_select_list};
+use super::row::{Decoded, decoded};
+use super::{DbError, ORG_TABLE, orm_select_list, shown};
 use crate::secret::Secret;
 
 /// What the row must hold after the run.
@@ -142,28 +143,41 @@ fn read_as_application(
         "SELECT {} FROM {ORG_TABLE} WHERE id = ?1{active}",
         orm_select_list()
     );
-    let read = || -> rusqlite::Result<Option<AppRow>> {
+    let read = || -> rusqlite::Result<Option<Vec<(String, Decoded)>>> {
         let mut statement = conn.prepare(&sql)?;
         let names: Vec<String> = statement.column_names().map(str::to_owned).collect();
         statement
             .query_row([&expected.id], |row| {
                 let mut values = Vec::with_capacity(names.len());
                 for (i, name) in names.iter().enumerate() {
-                    values.push((name.clone(), row.get::<_, Value>(i)?));
+                    values.push((name.clone(), decoded(row, i)?));
                 }
-                Ok(AppRow(values))
+                Ok(values)
             })
             .optional()
     };
-    read().map_err(|e| match e.sqlite_error_code() {
+    let cells = read().map_err(|e| match e.sqlite_error_code() {
         // SQLITE_ERROR: the statement itself fails, as "no such column" does.
         Some(rusqlite::ErrorCode::Unknown) => VerifyError::ApplicationRead {
             path: path.to_owned(),
             id: expected.id.clone(),
-            detail: e.to_string(),
+            detail: shown(&e.to_string()),
         },
-        _ => DbError::sqlite(path, "verification read")(e).into(),
-    })
+        _ => VerifyError::from(DbError::sqlite(path, "verification read")(e)),
+    })?;
+    let Some(cells) = cells else {
+        return Ok(None);
+    };
+    let mut values = Vec::with_capacity(cells.len());
+    for (name, cell) in cells {
+        match cell {
+            Decoded::Value(value) => values.push((name, value)),
+            // The application's driver fails on this row: a data error that
+            // names the column, as the snapshot read does before a write.
+            Decoded::NotUtf8 => return Err(DbError::not_utf8(path, &name, &expected.id).into()),
+        }
+    }
+    Ok(Some(AppRow(values)))
 }
 
 /// The application multiplies costs by this: a positive, finite number,

@@ -54,6 +54,7 @@ fn snapshot_lacking(missing: &[&'static str], row: Option<OrgRow>) -> DatabaseSt
     DatabaseState::Ready(Box::new(Snapshot {
         schema: Schema {
             missing_columns: missing.to_vec(),
+            without_rowid: false,
         },
         row,
         key_owner: None,
@@ -73,6 +74,7 @@ fn stored_row() -> OrgRow {
         updated_at: Value::Integer(200),
         key_hash: Some("openrouter-hash-of-the-key".into()),
         timezone: Some("Europe/Warsaw".into()),
+        not_text: vec![],
     }
 }
 
@@ -247,6 +249,27 @@ fn text_timestamps_are_repaired_to_the_same_instant() {
     assert_eq!(change.columns, ["created_at", "updated_at"]);
     assert_eq!(change.write.created_at, 86_400);
     assert_eq!(change.write.updated_at, NOW);
+}
+
+#[test]
+fn values_the_application_does_not_read_as_text_are_written_again() {
+    let mut row = stored_row();
+    row.key_hash = None;
+    row.not_text = vec!["name", "openrouter_api_key", "openrouter_key_hash"];
+    let plan = plan(&config(&[]), &world(None, snapshot(Some(row)))).unwrap();
+    let change = row_change(&plan);
+    assert_eq!(
+        change.columns,
+        ["name", "openrouter_api_key", "openrouter_key_hash"]
+    );
+    assert_eq!(change.write.key_hash, None);
+    assert!(
+        change
+            .write
+            .update_columns
+            .iter()
+            .all(|c| *c != "created_at")
+    );
 }
 
 #[test]
