@@ -10,12 +10,13 @@ use std::time::Instant;
 
 use rusqlite::{Connection, MAIN_DB, TransactionBehavior};
 
+use crate::checkpoint::{checkpoint, checkpoint_committed};
 use crate::config::Config;
 use crate::db::{self, Access, DbError};
 use crate::envfile::{self, PreparedFile};
 use crate::error::Error;
-use crate::hooks::{checkpoint, checkpoint_committed};
-use crate::plan::{self, DatabasePlan, DatabaseState, Plan, SecretKeySource};
+use crate::plan::{self, DatabasePlan, Plan, SecretKeySource};
+use crate::world::DatabaseState;
 
 const SECRET_KEY_MODE: u32 = 0o600;
 

@@ -13,25 +13,25 @@ use serde::Deserialize;
 use crate::envfile;
 use crate::secret::Secret;
 
-pub mod vars;
+pub(crate) mod vars;
 
 pub use vars::{VARIABLES, Variable};
 
-pub const DEFAULT_HOST: &str = "https://openrouter.ai/api/v1";
-pub const DEFAULT_DATA_DIR: &str = "/app/backend/data";
-pub const DEFAULT_ENV_FILE: &str = ".env";
-pub const DEFAULT_ENV_FILE_MODE: u32 = 0o600;
-pub const DEFAULT_MARKUP_RATE: f64 = 1.3;
-pub const DEFAULT_LOCK_TIMEOUT_SECS: f64 = 60.0;
-pub const UNLIMITED: &str = "unlimited";
-pub const DATABASE_FILE_NAME: &str = "webui.db";
+pub(crate) const DEFAULT_HOST: &str = "https://openrouter.ai/api/v1";
+pub(crate) const DEFAULT_DATA_DIR: &str = "/app/backend/data";
+pub(crate) const DEFAULT_ENV_FILE: &str = ".env";
+pub(crate) const DEFAULT_ENV_FILE_MODE: u32 = 0o600;
+pub(crate) const DEFAULT_MARKUP_RATE: f64 = 1.3;
+pub(crate) const DEFAULT_LOCK_TIMEOUT_SECS: f64 = 60.0;
+pub(crate) const UNLIMITED: &str = "unlimited";
+pub(crate) const DATABASE_FILE_NAME: &str = "webui.db";
 /// The name of the key store in DATA_DIR, and of the file the image's start
 /// script reads (in its working directory, `/app/backend`).
-pub const SECRET_KEY_STORE_NAME: &str = ".webui_secret_key";
+pub(crate) const SECRET_KEY_STORE_NAME: &str = ".webui_secret_key";
 /// How long `--wait-for-database` (and `WAIT_FOR_DATABASE=true`) waits.
-pub const DEFAULT_WAIT_FOR_DATABASE: Duration = Duration::from_secs(300);
+pub(crate) const DEFAULT_WAIT_FOR_DATABASE: Duration = Duration::from_secs(300);
 /// The longest wait, for the lock or for the schema: a day.
-pub const MAX_WAIT_SECS: f64 = 86_400.0;
+pub(crate) const MAX_WAIT_SECS: f64 = 86_400.0;
 
 /// Larger values are typos or attacks, never configuration; refusing them
 /// early keeps them out of logs and files.
@@ -147,6 +147,16 @@ pub enum ConfigError {
     },
 }
 
+impl From<crate::logging::SettingsError> for ConfigError {
+    fn from(e: crate::logging::SettingsError) -> Self {
+        Self::Invalid {
+            var: e.var,
+            problem: e.problem.to_owned(),
+            fix: e.fix.to_owned(),
+        }
+    }
+}
+
 impl ConfigError {
     fn invalid(var: &'static str, problem: impl Into<String>, fix: impl Into<String>) -> Self {
         Self::Invalid {
@@ -186,7 +196,7 @@ struct RawEnv {
 }
 
 /// Read the configuration from this process's environment.
-pub fn from_env() -> Result<Config, ConfigError> {
+pub(crate) fn from_env() -> Result<Config, ConfigError> {
     from_vars(std::env::vars_os())
 }
 
@@ -318,49 +328,82 @@ fn is_invisible(c: char) -> bool {
         | '\u{FFF9}'..='\u{FFFB}' | '\u{E0000}'..='\u{E007F}')
 }
 
+/// A secret given as `VAR` or, for a mounted secret, as `VAR_FILE` naming
+/// the file that holds it: never both.
+struct SecretInput {
+    var: &'static str,
+    /// The file it was read from, for `VAR_FILE`.
+    file: Option<PathBuf>,
+    value: String,
+}
+
+impl SecretInput {
+    fn read(
+        var: &'static str,
+        file_var: &'static str,
+        direct: Option<String>,
+        file: Option<String>,
+    ) -> Result<Option<Self>, ConfigError> {
+        match (direct, file) {
+            (Some(_), Some(_)) => Err(ConfigError::BothSet {
+                first: var,
+                second: file_var,
+            }),
+            (None, None) => Ok(None),
+            (Some(value), None) => Ok(Some(Self {
+                var,
+                file: None,
+                value,
+            })),
+            (None, Some(path)) => {
+                let path = PathBuf::from(path);
+                Ok(Some(Self {
+                    var: file_var,
+                    value: read_secret_file(file_var, &path)?,
+                    file: Some(path),
+                }))
+            }
+        }
+    }
+
+    /// The value breaks a rule: say so of the variable, or of the value in
+    /// the file (never of the file itself, which is fine). Never quote it.
+    fn invalid(&self, problem: &str, fix: impl Into<String>) -> ConfigError {
+        let problem = match &self.file {
+            Some(path) => format!("names {}, whose secret {problem}", path.display()),
+            None => problem.to_owned(),
+        };
+        ConfigError::invalid(self.var, problem, fix)
+    }
+}
+
 fn api_key(direct: Option<String>, file: Option<String>) -> Result<Secret, ConfigError> {
     const VAR: &str = "OPENROUTER_API_KEY";
-    const FILE_VAR: &str = "OPENROUTER_API_KEY_FILE";
-    let (var, key) = match (direct, file) {
-        (Some(_), Some(_)) => {
-            return Err(ConfigError::BothSet {
-                first: VAR,
-                second: FILE_VAR,
-            });
-        }
-        (None, None) => {
-            return Err(ConfigError::Missing {
-                var: VAR,
-                fix: "Set OPENROUTER_API_KEY, or OPENROUTER_API_KEY_FILE to a file that holds the key (a mounted secret).",
-            });
-        }
-        (Some(key), None) => (VAR, key),
-        (None, Some(path)) => (FILE_VAR, read_secret_file(FILE_VAR, Path::new(&path))?),
-    };
+    let input = SecretInput::read(VAR, "OPENROUTER_API_KEY_FILE", direct, file)?.ok_or(
+        ConfigError::Missing {
+            var: VAR,
+            fix: "Set OPENROUTER_API_KEY, or OPENROUTER_API_KEY_FILE to a file that holds the key (a mounted secret).",
+        },
+    )?;
+    let key = &input.value;
     // Never quote the value in these messages: it is a secret, typo or not.
     let fix = "Copy the key from https://openrouter.ai/settings/keys; it looks like sk-or-v1-<64 hex digits>.";
     if !key.starts_with("sk-or-") {
-        return Err(ConfigError::invalid(
-            var,
-            "does not start with `sk-or-`",
-            fix,
-        ));
+        return Err(input.invalid("does not start with `sk-or-`", fix));
     }
     if key.chars().count() < MIN_API_KEY_CHARS {
-        return Err(ConfigError::invalid(
-            var,
-            format!("is shorter than {MIN_API_KEY_CHARS} characters"),
+        return Err(input.invalid(
+            &format!("is shorter than {MIN_API_KEY_CHARS} characters"),
             fix,
         ));
     }
     if !key.chars().all(is_token_char) {
-        return Err(ConfigError::invalid(
-            var,
+        return Err(input.invalid(
             "contains a character other than A-Z, a-z, 0-9, `-` and `_` (a space or line break from copying?)",
             fix,
         ));
     }
-    Ok(Secret::new(key))
+    Ok(Secret::new(input.value))
 }
 
 fn is_token_char(c: char) -> bool {
@@ -382,7 +425,7 @@ fn read_secret_file(var: &'static str, path: &Path) -> Result<String, ConfigErro
     // and a device never ends.
     let metadata = std::fs::metadata(path).map_err(|e| {
         let problem = format!("cannot open the file ({})", io_reason(&e));
-        fail(&problem, "Point it at the mounted secret file.", Some(e))
+        fail(&problem, open_fix(&e), Some(e))
     })?;
     if metadata.is_dir() {
         return Err(fail(
@@ -399,8 +442,15 @@ fn read_secret_file(var: &'static str, path: &Path) -> Result<String, ConfigErro
         ));
     }
     let file = File::open(path).map_err(|e| {
-        let problem = format!("cannot open the file ({})", io_reason(&e));
-        fail(&problem, "Point it at the mounted secret file.", Some(e))
+        let uid = crate::process::effective_uid();
+        let problem = match e.kind() {
+            io::ErrorKind::PermissionDenied => format!(
+                "cannot be read by this job, which runs as uid {uid} ({})",
+                io_reason(&e)
+            ),
+            _ => format!("cannot open the file ({})", io_reason(&e)),
+        };
+        fail(&problem, open_fix(&e), Some(e))
     })?;
     let mut bytes = Vec::new();
     file.take(MAX_SECRET_FILE_BYTES + 1)
@@ -426,6 +476,16 @@ fn read_secret_file(var: &'static str, path: &Path) -> Result<String, ConfigErro
         return Err(fail("is empty", "Put the secret in the file.", None));
     }
     Ok(value.to_owned())
+}
+
+fn open_fix(e: &io::Error) -> &'static str {
+    match e.kind() {
+        io::ErrorKind::PermissionDenied => {
+            "Make the file readable by the job's uid: chown it to that uid (mode 0400), or give it a group the \
+             job is in with mode 0440 (Kubernetes: the Secret's defaultMode and the pod's fsGroup)."
+        }
+        _ => "Point it at the mounted secret file.",
+    }
 }
 
 /// `echo key > file` and `kubectl create secret --from-file` leave one
@@ -590,7 +650,7 @@ fn spending_limit(raw: Option<&str>) -> Result<String, ConfigError> {
 
 /// Python's `str(float)`, which is how the application and the old generator
 /// wrote the limit: shortest round-trip digits, `1000.0`, `1e+16`, `1.5e-05`.
-pub fn python_float_repr(value: f64) -> String {
+pub(crate) fn python_float_repr(value: f64) -> String {
     let scientific = format!("{value:e}");
     let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
     let exponent: i32 = exponent.parse().unwrap_or(0);
@@ -657,34 +717,24 @@ fn webui_secret_key(
     direct: Option<String>,
     file: Option<String>,
 ) -> Result<Option<Secret>, ConfigError> {
-    const VAR: &str = "WEBUI_SECRET_KEY";
-    const FILE_VAR: &str = "WEBUI_SECRET_KEY_FILE";
-    let (var, key) = match (direct, file) {
-        (Some(_), Some(_)) => {
-            return Err(ConfigError::BothSet {
-                first: VAR,
-                second: FILE_VAR,
-            });
-        }
-        (None, None) => return Ok(None),
-        (Some(key), None) => (VAR, key),
-        (None, Some(path)) => (FILE_VAR, read_secret_file(FILE_VAR, Path::new(&path))?),
+    let Some(input) = SecretInput::read("WEBUI_SECRET_KEY", "WEBUI_SECRET_KEY_FILE", direct, file)?
+    else {
+        return Ok(None);
     };
+    let key = &input.value;
     if key.chars().any(char::is_control) {
-        return Err(ConfigError::invalid(
-            var,
+        return Err(input.invalid(
             "contains a control character",
             "Use printable characters only.",
         ));
     }
     if key.chars().count() > MAX_SECRET_KEY_CHARS {
-        return Err(ConfigError::invalid(
-            var,
-            format!("is longer than {MAX_SECRET_KEY_CHARS} characters"),
+        return Err(input.invalid(
+            &format!("is longer than {MAX_SECRET_KEY_CHARS} characters"),
             "Use a shorter key.",
         ));
     }
-    Ok(Some(Secret::new(key)))
+    Ok(Some(Secret::new(input.value)))
 }
 
 /// SQLAlchemy's form: `sqlite:///relative.db` or `sqlite:////absolute.db`.

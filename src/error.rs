@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use crate::config::ConfigError;
 use crate::db::{DbError, VerifyError};
-use crate::envfile::{OutputError, RenderError};
+use crate::envfile::{FileError, RenderError};
 use crate::identity::IdentityError;
 use crate::lock::LockError;
 use crate::signals::Interrupted;
@@ -19,7 +19,7 @@ pub enum Error {
     #[error(transparent)]
     Db(#[from] DbError),
     #[error(transparent)]
-    Output(#[from] OutputError),
+    Output(#[from] FileError),
     #[error(transparent)]
     Lock(#[from] LockError),
     #[error(transparent)]

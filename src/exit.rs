@@ -6,10 +6,9 @@ use std::io::ErrorKind;
 use rusqlite::ErrorCode;
 
 use crate::db::{DbError, VerifyError};
-use crate::envfile::OutputError;
+use crate::envfile::FileError;
 use crate::error::Error;
 use crate::lock::LockError;
-use crate::report::Outcome;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -81,16 +80,7 @@ impl ExitCode {
     }
 }
 
-/// The code for a whole run; `check` makes a pending change a failure.
-pub fn for_result(result: &Result<Outcome, Error>, check: bool) -> ExitCode {
-    match result {
-        Ok(outcome) if check && outcome.drift => ExitCode::Drift,
-        Ok(_) => ExitCode::Ok,
-        Err(error) => for_error(error),
-    }
-}
-
-pub fn for_error(error: &Error) -> ExitCode {
+pub(crate) fn for_error(error: &Error) -> ExitCode {
     match error {
         Error::Config(e) => match e {
             crate::config::ConfigError::SecretFile {
@@ -119,7 +109,7 @@ pub fn for_error(error: &Error) -> ExitCode {
     }
 }
 
-pub fn for_signal(signal: i32) -> ExitCode {
+pub(crate) fn for_signal(signal: i32) -> ExitCode {
     if signal == signal_hook::consts::SIGINT {
         ExitCode::Sigint
     } else {
@@ -167,21 +157,20 @@ fn for_db(error: &DbError) -> ExitCode {
     }
 }
 
-fn for_output(error: &OutputError) -> ExitCode {
+fn for_output(error: &FileError) -> ExitCode {
     match error {
-        OutputError::DirectoryMissing { .. }
-        | OutputError::IsDirectory { .. }
-        | OutputError::LinkLeavesFolder { .. }
-        | OutputError::DanglingLink { .. }
-        | OutputError::NotRegularFile { .. } => ExitCode::CannotCreate,
-        OutputError::NotUtf8 { .. }
-        | OutputError::TooLarge { .. }
-        | OutputError::Misread { .. } => ExitCode::DataError,
-        OutputError::AppearedMeanwhile { .. } => ExitCode::TempFail,
-        OutputError::Immutable { .. } | OutputError::KeepOwner { .. } => ExitCode::NoPermission,
-        OutputError::Interrupted(i) => for_signal(i.signal),
-        OutputError::Create { source, .. } => for_io(source.kind(), ExitCode::CannotCreate),
-        OutputError::Read { source, .. } | OutputError::Write { source, .. } => {
+        FileError::DirectoryMissing { .. }
+        | FileError::IsDirectory { .. }
+        | FileError::LinkLeavesFolder { .. }
+        | FileError::DanglingLink { .. }
+        | FileError::NotRegularFile { .. } => ExitCode::CannotCreate,
+        FileError::NotUtf8 { .. } | FileError::TooLarge { .. } | FileError::Misread { .. } => {
+            ExitCode::DataError
+        }
+        FileError::Immutable { .. } | FileError::KeepOwner { .. } => ExitCode::NoPermission,
+        FileError::Interrupted(i) => for_signal(i.signal),
+        FileError::Create { source, .. } => for_io(source.kind(), ExitCode::CannotCreate),
+        FileError::Read { source, .. } | FileError::Write { source, .. } => {
             for_io(source.kind(), ExitCode::Io)
         }
     }

@@ -9,7 +9,7 @@ use md5::{Digest, Md5};
 
 use crate::secret::to_hex;
 
-pub const DERIVED_PREFIX: &str = "mai_client_";
+pub(crate) const DERIVED_PREFIX: &str = "mai_client_";
 const DERIVED_HEX_DIGITS: usize = 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -57,11 +57,11 @@ pub fn derive(name: &str) -> String {
 
 /// What the application's user-mapping check expects of the id (a mismatch
 /// is only logged there, so a deployment with such an id still runs).
-pub const APPLICATION_ID_PATTERN: &str = "^mai_client_[a-zA-Z0-9_]+$";
+pub(crate) const APPLICATION_ID_PATTERN: &str = "^mai_client_[a-zA-Z0-9_]+$";
 
 /// Ids and names the application treats specially, for the operator to
 /// confirm: none of them stops the run.
-pub fn warnings(id: &OrgId, name: &str) -> Vec<String> {
+pub(crate) fn warnings(id: &OrgId, name: &str) -> Vec<String> {
     let mut out = Vec::new();
     if !matches_application_pattern(&id.value) {
         out.push(format!(
@@ -135,7 +135,7 @@ pub enum IdentityError {
 
 /// The `.env` already names an id: it must be ours unless the operator chose
 /// the id explicitly (which is how a rename is confirmed).
-pub fn check_env_id(
+pub(crate) fn check_env_id(
     id: &OrgId,
     env_id: Option<&str>,
     env_file: &std::path::Path,
@@ -156,7 +156,7 @@ pub fn check_env_id(
 
 /// The row with our id carries another name: a rename, or a collision of the
 /// derived id. Only an explicit id may rename it.
-pub fn check_stored_name(id: &OrgId, stored: &str, name: &str) -> Result<(), IdentityError> {
+pub(crate) fn check_stored_name(id: &OrgId, stored: &str, name: &str) -> Result<(), IdentityError> {
     if stored.trim() == name || id.is_explicit() {
         return Ok(());
     }

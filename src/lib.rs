@@ -2,26 +2,33 @@
 //! links them agree, idempotently, in one run. Read the world, plan, apply:
 //! see `plan` for the decisions and `apply` for the effects.
 
-pub mod apply;
+// Modules the binary and the tests use are public; the rest is private,
+// so that the compiler sees what nothing calls.
+mod apply;
+mod checkpoint;
 pub mod cli;
 pub mod config;
-pub mod db;
+mod db;
 pub mod envfile;
-pub mod error;
+mod error;
 pub mod exit;
-pub mod hooks;
 pub mod identity;
-pub mod lock;
+#[cfg(test)]
+mod layers;
+mod lock;
 pub mod logging;
-pub mod paths;
-pub mod plan;
+mod paths;
+mod plan;
+mod process;
 pub mod report;
 pub mod secret;
 pub mod signals;
 pub mod termination;
-pub mod timestamp;
-pub mod verify;
-pub mod world;
+mod timestamp;
+mod verify;
+mod world;
+
+pub use error::Error;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -29,7 +36,6 @@ use std::time::{Duration, Instant};
 use cli::Options;
 use config::{Config, Mode};
 use db::{Access, FileState};
-use error::Error;
 use identity::OrgId;
 use lock::Lock;
 use report::Outcome;
@@ -76,7 +82,7 @@ pub fn run(options: &Options) -> Result<Outcome, Error> {
     // every wait for a database another process keeps busy end here.
     let deadline = Instant::now() + config.lock_timeout;
     let _locks = take_locks(&config, &env_file, database_file, options.dry_run, deadline)?;
-    hooks::checkpoint("locked")?;
+    checkpoint::checkpoint("locked")?;
     let id = OrgId::resolve(config.external_user.as_deref(), &config.organization_name);
     let access = if options.dry_run {
         Access::Untouched

@@ -22,13 +22,6 @@ const MAX_BACKOFF: Duration = Duration::from_millis(250);
 #[derive(Debug)]
 pub struct Lock {
     _file: File,
-    path: PathBuf,
-}
-
-impl Lock {
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,11 +45,6 @@ pub enum LockError {
     Interrupted(#[from] Interrupted),
 }
 
-pub fn acquire(path: &Path, timeout: Duration) -> Result<Lock, LockError> {
-    let started = Instant::now();
-    acquire_within(path, started, started + timeout)
-}
-
 /// `acquire` for one of several locks taken under one timeout: the wait
 /// began at `started` and ends at `deadline`, whatever earlier locks took.
 pub fn acquire_within(path: &Path, started: Instant, deadline: Instant) -> Result<Lock, LockError> {
@@ -67,10 +55,7 @@ pub fn acquire_within(path: &Path, started: Instant, deadline: Instant) -> Resul
         signals::check()?;
         match file.try_lock_exclusive() {
             Ok(()) => {
-                return Ok(Lock {
-                    _file: file,
-                    path: path.to_owned(),
-                });
+                return Ok(Lock { _file: file });
             }
             Err(e) if e.kind() == fs2::lock_contended_error().kind() => {
                 if backoff == FIRST_BACKOFF {
@@ -149,6 +134,11 @@ fn jitter_source() -> SmallRng {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn acquire(path: &Path, timeout: Duration) -> Result<Lock, LockError> {
+        let started = Instant::now();
+        acquire_within(path, started, started + timeout)
+    }
 
     #[test]
     fn a_held_lock_times_out_and_a_released_one_is_taken() {

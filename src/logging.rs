@@ -5,7 +5,14 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::filter::LevelFilter;
 
-use crate::config::ConfigError;
+/// A LOG_FORMAT or LOG_LEVEL that is not one of the known words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{var} {problem}. {fix}")]
+pub struct SettingsError {
+    pub var: &'static str,
+    pub problem: &'static str,
+    pub fix: &'static str,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -29,15 +36,15 @@ impl Default for Settings {
 }
 
 impl Settings {
-    pub fn parse(format: Option<&str>, level: Option<&str>) -> Result<Self, ConfigError> {
+    pub(crate) fn parse(format: Option<&str>, level: Option<&str>) -> Result<Self, SettingsError> {
         let format = match format.map(|f| f.trim().to_ascii_lowercase()).as_deref() {
             None | Some("" | "text") => Format::Text,
             Some("json") => Format::Json,
             Some(_) => {
-                return Err(ConfigError::Invalid {
+                return Err(SettingsError {
                     var: "LOG_FORMAT",
-                    problem: "must be text or json".into(),
-                    fix: "e.g. LOG_FORMAT=json for log collectors".into(),
+                    problem: "must be text or json",
+                    fix: "e.g. LOG_FORMAT=json for log collectors",
                 });
             }
         };
@@ -47,10 +54,10 @@ impl Settings {
                 name.parse().unwrap_or(LevelFilter::INFO)
             }
             Some(_) => {
-                return Err(ConfigError::Invalid {
+                return Err(SettingsError {
                     var: "LOG_LEVEL",
-                    problem: "must be error, warn, info, debug, trace or off".into(),
-                    fix: "e.g. LOG_LEVEL=debug".into(),
+                    problem: "must be error, warn, info, debug, trace or off",
+                    fix: "e.g. LOG_LEVEL=debug",
                 });
             }
         };

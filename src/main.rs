@@ -14,7 +14,7 @@ fn main() -> std::process::ExitCode {
         Ok(cli) => cli,
         Err(code) => {
             if code != exit::ExitCode::Ok {
-                let message = termination::early_message(
+                let message = report::early_message(
                     code,
                     "usage error: unknown flag, or two modes at once (see the log)",
                 );
@@ -31,7 +31,7 @@ fn main() -> std::process::ExitCode {
     install_panic_hook();
     if let Err(e) = signals::install() {
         tracing::error!("cannot install signal handlers: {e}");
-        let message = termination::early_message(
+        let message = report::early_message(
             exit::ExitCode::Internal,
             "internal error: cannot install signal handlers",
         );
@@ -40,7 +40,7 @@ fn main() -> std::process::ExitCode {
     }
     let options = cli.options();
     let result = mai_provision::run(&options);
-    let code = exit::for_result(&result, options.check);
+    let code = report::exit_code(&result, options.check);
     report::finish(&result, code, started.elapsed(), &options);
     if options.sidecar && code == exit::ExitCode::Ok {
         return idle_until_stopped();
@@ -69,7 +69,7 @@ fn install_panic_hook() {
         tracing::error!("internal error (panic at {place}); this is a bug, please report it");
         termination::write(
             &termination::path(),
-            &termination::early_message(
+            &report::early_message(
                 exit::ExitCode::Internal,
                 &format!("internal error (panic at {place})"),
             ),

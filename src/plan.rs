@@ -14,55 +14,7 @@ use crate::error::Error;
 use crate::identity::{self, OrgId};
 use crate::secret::Secret;
 use crate::timestamp;
-
-/// The world as read at the start of a run.
-#[derive(Debug, Clone)]
-pub struct World {
-    /// Where the `.env` really is (a link inside its folder is followed).
-    pub env_file: PathBuf,
-    pub env_text: Option<String>,
-    /// Its permission bits, which must match ENV_FILE_MODE.
-    pub env_mode: Option<u32>,
-    /// What the key store (WEBUI_SECRET_KEY_STORE) holds.
-    pub stored_secret: StoredKey,
-    /// Whether the key store's folder exists, so that it can be written.
-    pub store_dir_exists: bool,
-    pub database: DatabaseState,
-}
-
-/// The key store as read, the way the start script's `$(cat file)` reads it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum StoredKey {
-    /// No file, or nothing in it.
-    Absent,
-    Key(Secret),
-    /// A file that holds no usable key (not text, far too large).
-    Unusable {
-        problem: String,
-    },
-}
-
-impl StoredKey {
-    fn key(&self) -> Option<&Secret> {
-        match self {
-            Self::Key(key) => Some(key),
-            Self::Absent | Self::Unusable { .. } => None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum DatabaseState {
-    /// `--production`/`--init-database` not asked for.
-    NotInMode,
-    /// No database file; `dir_exists` says whether the volume is there.
-    Missing {
-        dir_exists: bool,
-    },
-    /// A database with no tables: the application has not started yet.
-    Empty,
-    Ready(Box<Snapshot>),
-}
+use crate::world::{DatabaseState, StoredKey, World};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -157,12 +109,6 @@ impl Plan {
         self.env.new_text.is_none()
             && self.secret_key.store_at.is_none()
             && !matches!(self.database, DatabasePlan::Write { .. })
-    }
-
-    /// False when the row is (or stays) inactive: the application then
-    /// records no usage. `None` when the run does not reach the row.
-    pub fn organization_active(&self) -> Option<bool> {
-        self.database.expected().map(|expected| expected.is_active)
     }
 }
 

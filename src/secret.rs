@@ -30,7 +30,7 @@ impl Secret {
 
     /// Lowercase hex SHA-256 of the UTF-8 bytes: what the database stores in
     /// `openrouter_key_hash`.
-    pub fn sha256_hex(&self) -> String {
+    pub(crate) fn sha256_hex(&self) -> String {
         sha256_hex(self.0.as_bytes())
     }
 
@@ -53,11 +53,11 @@ impl fmt::Debug for Secret {
     }
 }
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     to_hex(&Sha256::digest(bytes))
 }
 
-pub fn to_hex(bytes: &[u8]) -> String {
+pub(crate) fn to_hex(bytes: &[u8]) -> String {
     use fmt::Write;
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {

@@ -29,7 +29,7 @@ pub fn received() -> Option<i32> {
 }
 
 /// `Err` once a termination signal has arrived; call between steps.
-pub fn check() -> Result<(), Interrupted> {
+pub(crate) fn check() -> Result<(), Interrupted> {
     match received() {
         Some(signal) => Err(Interrupted { signal }),
         None => Ok(()),
@@ -38,7 +38,7 @@ pub fn check() -> Result<(), Interrupted> {
 
 /// Sleep, waking early when a termination signal arrives: a pending signal
 /// is seen within `SLICE`, which keeps the shutdown well under a second.
-pub fn sleep(duration: Duration) -> Result<(), Interrupted> {
+pub(crate) fn sleep(duration: Duration) -> Result<(), Interrupted> {
     const SLICE: Duration = Duration::from_millis(20);
     let deadline = Instant::now() + duration;
     loop {

@@ -63,7 +63,7 @@ fn verify_env(plan: &Plan, config: &Config) -> Result<(), Error> {
         }
     }
     let mode = std::fs::metadata(path)
-        .map_err(|source| envfile::OutputError::Read {
+        .map_err(|source| envfile::FileError::Read {
             path: path.clone(),
             source,
         })?

@@ -8,12 +8,60 @@ use std::time::Instant;
 use rusqlite::Connection;
 
 use crate::config::{Config, Mode};
-use crate::db::{self, Access, FileState};
+use crate::db::{self, Access, FileState, Snapshot};
 use crate::envfile;
 use crate::error::Error;
 use crate::identity::OrgId;
-use crate::plan::{DatabaseState, StoredKey, World};
 use crate::secret::Secret;
+
+/// The world as read at the start of a run.
+#[derive(Debug, Clone)]
+pub struct World {
+    /// Where the `.env` really is (a link inside its folder is followed).
+    pub env_file: PathBuf,
+    pub env_text: Option<String>,
+    /// Its permission bits, which must match ENV_FILE_MODE.
+    pub env_mode: Option<u32>,
+    /// What the key store (WEBUI_SECRET_KEY_STORE) holds.
+    pub stored_secret: StoredKey,
+    /// Whether the key store's folder exists, so that it can be written.
+    pub store_dir_exists: bool,
+    pub database: DatabaseState,
+}
+
+/// The key store as read, the way the start script's `$(cat file)` reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoredKey {
+    /// No file, or nothing in it.
+    Absent,
+    Key(Secret),
+    /// A file that holds no usable key (not text, far too large).
+    Unusable {
+        problem: String,
+    },
+}
+
+impl StoredKey {
+    pub fn key(&self) -> Option<&Secret> {
+        match self {
+            Self::Key(key) => Some(key),
+            Self::Absent | Self::Unusable { .. } => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum DatabaseState {
+    /// `--production`/`--init-database` not asked for.
+    NotInMode,
+    /// No database file; `dir_exists` says whether the volume is there.
+    Missing {
+        dir_exists: bool,
+    },
+    /// A database with no tables: the application has not started yet.
+    Empty,
+    Ready(Box<Snapshot>),
+}
 
 pub struct Reading {
     pub world: World,
@@ -84,7 +132,7 @@ fn read_database(
 /// line breaks). A store that holds no usable key is reported, not fatal:
 /// it only matters when no other key is at hand, and is rewritten otherwise.
 fn read_stored_secret(config: &Config) -> Result<StoredKey, Error> {
-    use envfile::OutputError as E;
+    use envfile::FileError as E;
     let unusable = |problem: &str| {
         Ok(StoredKey::Unusable {
             problem: problem.to_owned(),
@@ -104,8 +152,8 @@ fn read_stored_secret(config: &Config) -> Result<StoredKey, Error> {
 
 /// The store is read with the `.env` reader; say what went wrong in terms
 /// of the store, and of DATA_DIR when that is not a directory at all.
-fn stored_secret_error(config: &Config, error: envfile::OutputError) -> Error {
-    use envfile::OutputError as E;
+fn stored_secret_error(config: &Config, error: envfile::FileError) -> Error {
+    use envfile::FileError as E;
     let unusable = |path: PathBuf, problem: &str| Error::SecretKeyUnusable {
         path,
         problem: problem.to_owned(),

@@ -405,7 +405,8 @@ fn an_unreadable_api_key_file_exits_77() {
         &[
             "OPENROUTER_API_KEY_FILE=",
             "permission denied",
-            "Point it at the mounted secret file",
+            "cannot be read by this job, which runs as uid",
+            "Make the file readable by the job's uid",
         ],
     );
 }

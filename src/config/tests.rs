@@ -428,6 +428,12 @@ fn api_key_from_a_file_meets_the_same_rules() {
         .unwrap_err();
         assert_invalid(&e, "OPENROUTER_API_KEY_FILE", problem);
         assert_hides(&e, "UNITFAKE");
+        // It is the secret in the file that breaks the rule, not the file.
+        let text = e.to_string();
+        assert!(
+            text.contains(&format!("names {path}, whose secret ")),
+            "{text}"
+        );
     }
 }
 

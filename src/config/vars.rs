@@ -155,12 +155,12 @@ pub const VARIABLES: &[Variable] = &[
     },
 ];
 
-pub fn is_known(name: &str) -> bool {
+pub(crate) fn is_known(name: &str) -> bool {
     VARIABLES.iter().any(|v| v.name == name)
 }
 
 /// The variables as a table for `--help`.
-pub fn help_table() -> String {
+pub(crate) fn help_table() -> String {
     let width = VARIABLES.iter().map(|v| v.name.len()).max().unwrap_or(0);
     let mut out = String::from("Environment variables (default in brackets):\n");
     for v in VARIABLES {

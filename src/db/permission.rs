@@ -32,7 +32,11 @@ impl ReadOnlyCause {
         match refusal.kind() {
             io::ErrorKind::ReadOnlyFilesystem => Self::FileSystem,
             io::ErrorKind::PermissionDenied => match fs::metadata(path) {
-                Ok(meta) => Self::from_owner(meta.uid(), meta.mode() & 0o7777, effective_uid()),
+                Ok(meta) => Self::from_owner(
+                    meta.uid(),
+                    meta.mode() & 0o7777,
+                    crate::process::effective_uid(),
+                ),
                 Err(_) => Self::Unknown,
             },
             _ => Self::Unknown,
@@ -46,12 +50,6 @@ impl ReadOnlyCause {
             Self::Owner { uid, owner }
         }
     }
-}
-
-/// The uid the kernel checks file permissions against.
-fn effective_uid() -> u32 {
-    // SAFETY: geteuid has no preconditions, cannot fail and touches no memory.
-    unsafe { libc::geteuid() }
 }
 
 /// "<the file> {cause}": what is wrong, then what to do.

@@ -7,11 +7,17 @@ mod readback;
 mod render;
 mod write;
 
-pub use merge::{KeyChange, KeyStatus, MARKER, ManagedKey, Merged, merge};
-pub use parse::{Binding, Document};
-pub use readback::{LineProblem, Misreading, as_python_dotenv_reads, universal_newlines};
-pub use render::{RenderError, render_value};
-pub use write::{
-    OutputError, PreparedFile, backup_path, check_replaceable, owner_of, read_existing,
-    remove_leftovers, resolve_target,
+// Public: what the tests and the e2e stand-in use to read and render
+// `.env` files as the job does.
+pub use merge::{ManagedKey, merge};
+pub use parse::Document;
+pub use readback::{as_python_dotenv_reads, universal_newlines};
+pub use render::render_value;
+pub use write::FileError;
+
+pub(crate) use merge::{KeyChange, KeyStatus};
+pub(crate) use render::RenderError;
+pub(crate) use write::{
+    PreparedFile, backup_path, check_replaceable, owner_of, read_existing, remove_leftovers,
+    resolve_target,
 };

@@ -17,7 +17,7 @@ use std::path::Path;
 
 use super::merge::{ManagedKey, Merged};
 use super::parse::{Binding, Document, Entry, is_inline_space, is_space};
-use super::write::OutputError;
+use super::write::FileError;
 
 /// Key to value as `dotenv_values` returns them: the last binding wins, and
 /// a bare `KEY` line gives `None`.
@@ -43,12 +43,12 @@ impl Merged {
     /// a managed key with another value (or present when it should be
     /// gone), or any other key reading differently than it did in
     /// `existing`. The error names the line that causes it, never a value.
-    pub fn check_read_back(&self, existing: &Document, path: &Path) -> Result<(), OutputError> {
+    pub fn check_read_back(&self, existing: &Document, path: &Path) -> Result<(), FileError> {
         let affected = misread_keys(existing, self);
         if affected.is_empty() {
             return Ok(());
         }
-        Err(OutputError::Misread {
+        Err(FileError::Misread {
             path: path.to_owned(),
             misreading: Misreading::explain(existing, self, &affected),
         })

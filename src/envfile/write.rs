@@ -22,7 +22,7 @@ const TEMP_SUFFIX: &str = ".mai-provision.tmp";
 const MAX_EXISTING_BYTES: u64 = 4 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
-pub enum OutputError {
+pub enum FileError {
     #[error("the directory of {} does not exist. Create it or mount the shared volume there.", path.display())]
     DirectoryMissing { path: PathBuf },
     #[error("{} is a directory. Point ENV_FILE at a file inside it, e.g. {}/.env.", path.display(), path.display())]
@@ -57,8 +57,6 @@ pub enum OutputError {
     Create { dir: PathBuf, source: io::Error },
     #[error("cannot write {}: {source}{}", path.display(), write_advice(source))]
     Write { path: PathBuf, source: io::Error },
-    #[error("{} appeared while this run was writing it. Run again.", path.display())]
-    AppearedMeanwhile { path: PathBuf },
     #[error(
         "{} cannot be replaced: it is immutable or append-only (chattr +i or +a). Remove the flag \
          (chattr -i -a {}) and run again; nothing was changed.",
@@ -97,13 +95,13 @@ pub fn backup_path(env_file: &Path) -> PathBuf {
 /// A file about to be replaced by a rename must be a regular file (or
 /// missing, or a link, which the rename replaces): a rename over a folder
 /// fails, and one over a device or pipe would replace it.
-pub fn check_replaceable(path: &Path) -> Result<(), OutputError> {
+pub fn check_replaceable(path: &Path) -> Result<(), FileError> {
     match fs::symlink_metadata(path) {
-        Ok(meta) if meta.is_dir() => Err(OutputError::IsDirectory {
+        Ok(meta) if meta.is_dir() => Err(FileError::IsDirectory {
             path: path.to_owned(),
         }),
         Ok(meta) if !meta.is_file() && !meta.file_type().is_symlink() => {
-            Err(OutputError::NotRegularFile {
+            Err(FileError::NotRegularFile {
                 path: path.to_owned(),
             })
         }
@@ -121,42 +119,42 @@ pub fn owner_of(path: &Path) -> Option<(u32, u32)> {
 
 /// Where a write to `path` really goes: the file itself, or the target of a
 /// symbolic link that stays in the same directory.
-pub fn resolve_target(path: &Path) -> Result<PathBuf, OutputError> {
+pub fn resolve_target(path: &Path) -> Result<PathBuf, FileError> {
     let dir = dir_of(path);
     match fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_symlink() => {
-            let target = fs::canonicalize(path).map_err(|_| OutputError::DanglingLink {
+            let target = fs::canonicalize(path).map_err(|_| FileError::DanglingLink {
                 path: path.to_owned(),
             })?;
             let home = fs::canonicalize(dir).map_err(|e| read_error(dir, e))?;
             if target.parent() != Some(home.as_path()) {
-                return Err(OutputError::LinkLeavesFolder {
+                return Err(FileError::LinkLeavesFolder {
                     path: path.to_owned(),
                     target,
                 });
             }
             if target.is_dir() {
-                return Err(OutputError::IsDirectory {
+                return Err(FileError::IsDirectory {
                     path: path.to_owned(),
                 });
             }
             if !target.is_file() {
-                return Err(OutputError::NotRegularFile { path: target });
+                return Err(FileError::NotRegularFile { path: target });
             }
             Ok(target)
         }
-        Ok(meta) if meta.is_dir() => Err(OutputError::IsDirectory {
+        Ok(meta) if meta.is_dir() => Err(FileError::IsDirectory {
             path: path.to_owned(),
         }),
         // A rename over a device node or a pipe would replace it (as root,
         // even /dev/null); reading a pipe would block forever.
-        Ok(meta) if !meta.is_file() => Err(OutputError::NotRegularFile {
+        Ok(meta) if !meta.is_file() => Err(FileError::NotRegularFile {
             path: path.to_owned(),
         }),
         Ok(_) => Ok(path.to_owned()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => match fs::metadata(dir) {
             Ok(meta) if meta.is_dir() => Ok(path.to_owned()),
-            _ => Err(OutputError::DirectoryMissing {
+            _ => Err(FileError::DirectoryMissing {
                 path: path.to_owned(),
             }),
         },
@@ -165,12 +163,12 @@ pub fn resolve_target(path: &Path) -> Result<PathBuf, OutputError> {
 }
 
 /// The current content, or `None` when there is no file yet.
-pub fn read_existing(path: &Path) -> Result<Option<String>, OutputError> {
+pub fn read_existing(path: &Path) -> Result<Option<String>, FileError> {
     // Look before opening: opening a pipe without a writer never returns,
     // not even for SIGTERM, and a device never ends.
     match fs::metadata(path) {
         Ok(meta) if !meta.is_file() && !meta.is_dir() => {
-            return Err(OutputError::NotRegularFile {
+            return Err(FileError::NotRegularFile {
                 path: path.to_owned(),
             });
         }
@@ -183,7 +181,7 @@ pub fn read_existing(path: &Path) -> Result<Option<String>, OutputError> {
     };
     let meta = file.metadata().map_err(|e| read_error(path, e))?;
     if meta.is_dir() {
-        return Err(OutputError::IsDirectory {
+        return Err(FileError::IsDirectory {
             path: path.to_owned(),
         });
     }
@@ -192,19 +190,19 @@ pub fn read_existing(path: &Path) -> Result<Option<String>, OutputError> {
         .read_to_end(&mut bytes)
         .map_err(|e| read_error(path, e))?;
     if bytes.len() as u64 > MAX_EXISTING_BYTES {
-        return Err(OutputError::TooLarge {
+        return Err(FileError::TooLarge {
             path: path.to_owned(),
         });
     }
     String::from_utf8(bytes)
         .map(Some)
-        .map_err(|_| OutputError::NotUtf8 {
+        .map_err(|_| FileError::NotUtf8 {
             path: path.to_owned(),
         })
 }
 
-fn read_error(path: &Path, source: io::Error) -> OutputError {
-    OutputError::Read {
+fn read_error(path: &Path, source: io::Error) -> FileError {
+    FileError::Read {
         path: path.to_owned(),
         source,
     }
@@ -225,7 +223,7 @@ impl PreparedFile {
         content: &[u8],
         mode: u32,
         owner: Option<(u32, u32)>,
-    ) -> Result<Self, OutputError> {
+    ) -> Result<Self, FileError> {
         refuse_immutable(target)?;
         let dir = dir_of(target);
         let name = target
@@ -237,14 +235,14 @@ impl PreparedFile {
             .suffix(TEMP_SUFFIX)
             .permissions(Permissions::from_mode(mode))
             .tempfile_in(dir)
-            .map_err(|source| OutputError::Create {
+            .map_err(|source| FileError::Create {
                 dir: dir.to_owned(),
                 source,
             })?;
         // A pause point for the file-mode tests: the temp file exists, still
         // empty, with at most the final mode (the umask can only narrow it).
         // A stop request here drops `temp`, which removes it.
-        crate::hooks::checkpoint(&format!("temp-created:{name}"))?;
+        crate::checkpoint::checkpoint(&format!("temp-created:{name}"))?;
         if let Some((uid, gid)) = owner {
             keep_owner(temp.as_file(), target, uid, gid)?;
         }
@@ -256,7 +254,7 @@ impl PreparedFile {
             .and_then(|()| temp.as_file().sync_all());
         // Name the file being replaced: the temp file is gone once dropped,
         // and the error from tempfile names it already.
-        written.map_err(|source| OutputError::Write {
+        written.map_err(|source| FileError::Write {
             path: target.to_owned(),
             source,
         })?;
@@ -266,59 +264,40 @@ impl PreparedFile {
         })
     }
 
-    pub fn temp_path(&self) -> &Path {
-        self.temp.path()
-    }
-
     /// Rename over the target and make the rename durable.
-    pub fn commit(self) -> Result<(), OutputError> {
+    pub fn commit(self) -> Result<(), FileError> {
         let target = self.target;
-        self.temp.persist(&target).map_err(|e| OutputError::Write {
+        self.temp.persist(&target).map_err(|e| FileError::Write {
             path: target.clone(),
             source: e.error,
         })?;
         sync_dir(&target)
     }
-
-    /// Like `commit`, but never replaces a file that exists by now.
-    pub fn commit_new(self) -> Result<(), OutputError> {
-        let target = self.target;
-        match self.temp.persist_noclobber(&target) {
-            Ok(_) => sync_dir(&target),
-            Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => {
-                Err(OutputError::AppearedMeanwhile { path: target })
-            }
-            Err(e) => Err(OutputError::Write {
-                path: target,
-                source: e.error,
-            }),
-        }
-    }
 }
 
 /// A rename over an immutable or append-only file fails with EPERM; find
 /// out before anything is committed. Opening for writing changes nothing.
-fn refuse_immutable(target: &Path) -> Result<(), OutputError> {
+fn refuse_immutable(target: &Path) -> Result<(), FileError> {
     if !fs::symlink_metadata(target).is_ok_and(|m| m.is_file()) {
         return Ok(());
     }
     match fs::OpenOptions::new().write(true).open(target) {
         // EPERM, even for root; a plain permission problem is EACCES, and a
         // rename over such a file still works.
-        Err(e) if e.raw_os_error() == Some(libc::EPERM) => Err(OutputError::Immutable {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => Err(FileError::Immutable {
             path: target.to_owned(),
         }),
         _ => Ok(()),
     }
 }
 
-fn keep_owner(file: &File, target: &Path, uid: u32, gid: u32) -> Result<(), OutputError> {
+fn keep_owner(file: &File, target: &Path, uid: u32, gid: u32) -> Result<(), FileError> {
     use std::os::unix::fs::MetadataExt;
     let current = file.metadata().map_err(|e| read_error(target, e))?;
     if (current.uid(), current.gid()) == (uid, gid) {
         return Ok(());
     }
-    std::os::unix::fs::fchown(file, Some(uid), Some(gid)).map_err(|source| OutputError::KeepOwner {
+    std::os::unix::fs::fchown(file, Some(uid), Some(gid)).map_err(|source| FileError::KeepOwner {
         path: target.to_owned(),
         uid,
         gid,
@@ -326,11 +305,11 @@ fn keep_owner(file: &File, target: &Path, uid: u32, gid: u32) -> Result<(), Outp
     })
 }
 
-fn sync_dir(target: &Path) -> Result<(), OutputError> {
+fn sync_dir(target: &Path) -> Result<(), FileError> {
     let dir = dir_of(target);
     File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(|source| OutputError::Write {
+        .map_err(|source| FileError::Write {
             path: dir.to_owned(),
             source,
         })
@@ -370,7 +349,7 @@ mod tests {
         let target = dir.path().join(".env");
         fs::write(&target, "old").unwrap();
         let prepared = PreparedFile::create(&target, b"new", 0o640, None).unwrap();
-        let temp_mode = fs::metadata(prepared.temp_path())
+        let temp_mode = fs::metadata(prepared.temp.path())
             .unwrap()
             .permissions()
             .mode();
@@ -407,19 +386,6 @@ mod tests {
     }
 
     #[test]
-    fn commit_new_never_replaces() {
-        let dir = tempfile::tempdir().unwrap();
-        let target = dir.path().join("secret");
-        let prepared = PreparedFile::create(&target, b"mine", 0o600, None).unwrap();
-        fs::write(&target, "theirs").unwrap();
-        assert!(matches!(
-            prepared.commit_new(),
-            Err(OutputError::AppearedMeanwhile { .. })
-        ));
-        assert_eq!(fs::read_to_string(&target).unwrap(), "theirs");
-    }
-
-    #[test]
     fn links_inside_the_folder_are_followed_and_others_refused() {
         let dir = tempfile::tempdir().unwrap();
         let outside = tempfile::tempdir().unwrap();
@@ -432,19 +398,19 @@ mod tests {
         assert_eq!(inside.file_name().unwrap(), "real.env");
         assert!(matches!(
             resolve_target(&dir.path().join("out.env")),
-            Err(OutputError::LinkLeavesFolder { .. })
+            Err(FileError::LinkLeavesFolder { .. })
         ));
         assert!(matches!(
             resolve_target(&dir.path().join("dangling.env")),
-            Err(OutputError::DanglingLink { .. })
+            Err(FileError::DanglingLink { .. })
         ));
         assert!(matches!(
             resolve_target(&dir.path().join("nowhere/.env")),
-            Err(OutputError::DirectoryMissing { .. })
+            Err(FileError::DirectoryMissing { .. })
         ));
         assert!(matches!(
             resolve_target(dir.path()),
-            Err(OutputError::IsDirectory { .. })
+            Err(FileError::IsDirectory { .. })
         ));
     }
 
@@ -459,16 +425,16 @@ mod tests {
         assert!(made.success());
         assert!(matches!(
             resolve_target(&fifo),
-            Err(OutputError::NotRegularFile { .. })
+            Err(FileError::NotRegularFile { .. })
         ));
         assert!(matches!(
             read_existing(&fifo),
-            Err(OutputError::NotRegularFile { .. })
+            Err(FileError::NotRegularFile { .. })
         ));
         symlink(".env", dir.path().join("link.env")).unwrap();
         assert!(matches!(
             resolve_target(&dir.path().join("link.env")),
-            Err(OutputError::NotRegularFile { .. })
+            Err(FileError::NotRegularFile { .. })
         ));
     }
 
@@ -479,11 +445,11 @@ mod tests {
         fs::write(dir.path().join("bin"), [0xff, 0xfe]).unwrap();
         assert!(matches!(
             read_existing(&dir.path().join("bin")),
-            Err(OutputError::NotUtf8 { .. })
+            Err(FileError::NotUtf8 { .. })
         ));
         assert!(matches!(
             read_existing(dir.path()),
-            Err(OutputError::IsDirectory { .. })
+            Err(FileError::IsDirectory { .. })
         ));
     }
 }

@@ -175,7 +175,7 @@ fn an_inactive_row_stays_inactive_with_a_warning() {
         kept.is_empty(),
         "deactivation is deliberate, not drift: {kept:?}"
     );
-    assert_eq!(kept.organization_active(), Some(false));
+    assert_eq!(kept.database.expected().map(|e| e.is_active), Some(false));
     assert!(
         kept.warnings
             .iter()
@@ -306,7 +306,7 @@ fn first_boot_skips_requires_or_creates() {
             .iter()
             .any(|w| w.contains("does not exist yet (first boot)"))
     );
-    assert_eq!(skip.organization_active(), None);
+    assert!(skip.database.expected().is_none());
     let required = plan(
         &config(&[("REQUIRE_DATABASE", "true")]),
         &world(None, DatabaseState::Empty),

@@ -28,7 +28,7 @@ fn checked(existing: &str, wanted: &[ManagedKey]) -> Result<Merged, Misreading> 
     let merged = merge(&document, wanted).unwrap();
     match merged.check_read_back(&document, &PathBuf::from("/shared/.env")) {
         Ok(()) => Ok(merged),
-        Err(OutputError::Misread { misreading, .. }) => Err(misreading),
+        Err(FileError::Misread { misreading, .. }) => Err(misreading),
         Err(other) => panic!("{other}"),
     }
 }

@@ -1,0 +1,174 @@
+//! The plan as text, and the one-line summary of a run.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::{DatabaseAction, Outcome, Status};
+use crate::envfile::{KeyStatus, backup_path};
+use crate::identity::IdSource;
+use crate::plan::{DatabasePlan, Plan, RowAction, SecretKeySource};
+
+/// The plan as `--dry-run` prints it.
+pub fn plan_text(plan: &Plan, database_path: &Path) -> String {
+    let mut out = format!(
+        "Plan for organization {} ({}), mode {}:\n",
+        plan.id.value,
+        match plan.id.source {
+            IdSource::Explicit => "from OPENROUTER_EXTERNAL_USER",
+            IdSource::Derived => "derived from ORGANIZATION_NAME",
+        },
+        plan.mode.as_str()
+    );
+    out.push_str(&env_text(plan));
+    out.push_str(&secret_text(plan));
+    out.push_str(&database_text(&plan.database, database_path));
+    for warning in &plan.warnings {
+        out.push_str(&format!("  warning: {warning}\n"));
+    }
+    out.push_str(if plan.is_empty() {
+        "Nothing to change.\n"
+    } else {
+        "Run without --dry-run/--check to apply.\n"
+    });
+    out
+}
+
+fn env_text(plan: &Plan) -> String {
+    let path = plan.env.path.display();
+    let mut out = match (&plan.env.new_text, &plan.env.old_text) {
+        (None, _) => format!("  .env {path}: unchanged\n"),
+        (Some(_), None) => format!("  .env {path}: create\n"),
+        (Some(_), Some(_)) => format!(
+            "  .env {path}: rewrite (previous file kept as {})\n",
+            backup_path(&plan.env.path).display()
+        ),
+    };
+    for change in &plan.env.changes {
+        let secret = if change.secret {
+            " (secret, value hidden)"
+        } else {
+            ""
+        };
+        out.push_str(&format!(
+            "    {:<9} {}{secret}\n",
+            status_word(change.status),
+            change.key
+        ));
+    }
+    out
+}
+
+fn status_word(status: KeyStatus) -> &'static str {
+    match status {
+        KeyStatus::Added => "add",
+        KeyStatus::Changed => "change",
+        KeyStatus::Unchanged => "unchanged",
+        KeyStatus::Removed => "remove",
+    }
+}
+
+fn secret_text(plan: &Plan) -> String {
+    let source = match plan.secret_key.source {
+        SecretKeySource::Configured => "from WEBUI_SECRET_KEY",
+        SecretKeySource::EnvFile => "kept from the .env",
+        SecretKeySource::Stored => "from the stored key file",
+        SecretKeySource::Generated => "generated",
+    };
+    match &plan.secret_key.store_at {
+        Some(path) => format!(
+            "  WEBUI_SECRET_KEY: {source}, stored in {}\n",
+            path.display()
+        ),
+        None => format!("  WEBUI_SECRET_KEY: {source}\n"),
+    }
+}
+
+fn database_text(database: &DatabasePlan, path: &Path) -> String {
+    let path = path.display();
+    match database {
+        DatabasePlan::NotInMode => "  database: not touched in env mode\n".to_owned(),
+        DatabasePlan::Skip { .. } => {
+            format!("  database {path}: skipped (first boot, see warning)\n")
+        }
+        DatabasePlan::Unchanged { .. } => {
+            format!("  database {path}: organization row unchanged\n")
+        }
+        DatabasePlan::Write {
+            create_schema,
+            add_columns,
+            row,
+            ..
+        } => {
+            let mut steps = Vec::new();
+            if *create_schema {
+                steps.push("create the usage schema".to_owned());
+            }
+            if !add_columns.is_empty() {
+                steps.push(format!(
+                    "add the column {} that the application's ORM reads",
+                    add_columns.join(", ")
+                ));
+            }
+            if let Some(change) = row {
+                let verb = match change.action {
+                    RowAction::Insert => "insert",
+                    RowAction::Update => "update",
+                };
+                steps.push(format!(
+                    "{verb} the organization row ({})",
+                    change.columns.join(", ")
+                ));
+            }
+            format!("  database {path}: {}\n", steps.join(", then "))
+        }
+    }
+}
+
+/// One line for the log: what changed, in how many milliseconds.
+pub fn summary(outcome: &Outcome, elapsed: Duration) -> String {
+    let ms = elapsed.as_millis();
+    let env = if outcome.env.changed {
+        let changed = outcome
+            .env
+            .keys
+            .iter()
+            .filter(|k| k.status != KeyStatus::Unchanged)
+            .count();
+        format!(".env written ({changed} keys changed)")
+    } else {
+        ".env unchanged".to_owned()
+    };
+    let database = match outcome.database.action {
+        DatabaseAction::Insert => format!(
+            "row inserted{}",
+            if outcome.database.create_schema {
+                " into a new schema"
+            } else {
+                ""
+            }
+        ),
+        DatabaseAction::Update => format!("row updated ({})", outcome.database.columns.join(", ")),
+        DatabaseAction::Unchanged => "row unchanged".to_owned(),
+        DatabaseAction::Skipped => "database step skipped (first boot)".to_owned(),
+        DatabaseAction::NotInMode => "database not touched".to_owned(),
+    };
+    let repaired = match outcome.database.repaired_columns.as_slice() {
+        [] => String::new(),
+        columns => format!("column {} added, ", columns.join(", ")),
+    };
+    let inactive = if outcome.database.active == Some(false) {
+        " (inactive: no usage is recorded)"
+    } else {
+        ""
+    };
+    let verb = match outcome.status {
+        Status::Applied => "provisioned",
+        Status::Unchanged => "nothing to do for",
+        Status::Planned => "planned for",
+    };
+    let verified = if outcome.verified { ", verified" } else { "" };
+    format!(
+        "{verb} {}: {env}, {repaired}{database}{inactive}{verified} in {ms} ms",
+        outcome.id
+    )
+}
