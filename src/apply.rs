@@ -45,7 +45,16 @@ pub fn apply(
 ) -> Result<Applied, Error> {
     remove_leftovers(plan, config);
     let prepared = prepare(plan, config)?;
+    tracing::debug!(
+        "prepared, written and synced: key store {}, .env {}, backup {}",
+        prepared.secret_key.is_some(),
+        prepared.env.is_some(),
+        prepared.backup.is_some()
+    );
     let (database, connection) = apply_database(plan, config, connection, now, deadline)?;
+    if matches!(database, DatabasePlan::Write { .. }) {
+        tracing::debug!("database committed");
+    }
     checkpoint_committed("database-committed");
     let secret_key_stored = prepared.secret_key.is_some();
     let env_written = prepared.env.is_some();
@@ -88,6 +97,7 @@ fn rename_into_place(prepared: Prepared, mut done: Vec<&'static str>) -> Result<
                 source: Box::new(e.into()),
             });
         }
+        tracing::debug!("replaced {part}");
         done.push(part);
         checkpoint_committed(step);
     }

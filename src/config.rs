@@ -108,6 +108,41 @@ pub struct Config {
 }
 
 impl Config {
+    /// The resolved configuration for the debug log: every setting, the
+    /// secrets as fingerprints only.
+    pub fn describe(&self) -> String {
+        let markup = if self.markup_rate.explicit {
+            self.markup_rate.value.to_string()
+        } else {
+            format!("unset (new rows {})", self.markup_rate.value)
+        };
+        format!(
+            "organization {:?}, id {}, OpenRouter key {}, host {}, markup {markup}, spending limit {}, \
+             models {}, WEBUI_SECRET_KEY {}, ORGANIZATION_ACTIVE {:?}, DATA_DIR {:?}, database {:?}, .env {:?} \
+             (mode {:04o}), key store {:?}, LOCK_TIMEOUT {:?}, CREATE_SCHEMA {}, REQUIRE_DATABASE {}",
+            self.organization_name,
+            self.external_user.as_deref().unwrap_or("derived"),
+            self.api_key.fingerprint(),
+            self.host,
+            self.spending_limit,
+            self.model_ids
+                .as_ref()
+                .map_or_else(|| "all".to_owned(), |ids| ids.join(",")),
+            self.webui_secret_key
+                .as_ref()
+                .map_or_else(|| "not configured".to_owned(), Secret::fingerprint),
+            self.organization_active,
+            self.data_dir,
+            self.database_path,
+            self.env_file,
+            self.env_file_mode,
+            self.secret_key_store,
+            self.lock_timeout,
+            self.create_schema,
+            self.require_database,
+        )
+    }
+
     /// The directory that holds the database, its lock and the stored secret.
     pub fn database_dir(&self) -> &Path {
         crate::paths::dir_of(&self.database_path)

@@ -100,9 +100,9 @@ pub enum IdentityError {
     // must not forge a log line or send escape sequences to a terminal.
     #[error(
         "{} links this deployment to organization id {found}, but ORGANIZATION_NAME={name:?} gives {resolved}. \
-         If the organization was renamed, keep its usage history by setting OPENROUTER_EXTERNAL_USER={found}; \
-         to really start a new organization id, set OPENROUTER_EXTERNAL_USER={resolved}.",
+         If the organization was renamed, keep its usage history by setting OPENROUTER_EXTERNAL_USER={found}{}",
         env_file.display(),
+        new_id_advice(resolved, existing.escape_debug(), *key_held_by_existing),
         found = existing.escape_debug()
     )]
     EnvHoldsOtherId {
@@ -110,6 +110,9 @@ pub enum IdentityError {
         existing: String,
         resolved: String,
         name: String,
+        /// The database gives this key to the row of `existing`: a new id
+        /// with the same key would be refused as a key conflict.
+        key_held_by_existing: bool,
     },
     #[error(
         "the database holds organization id {id} under the name {stored:?}, not {name:?}. \
@@ -133,13 +136,28 @@ pub enum IdentityError {
     },
 }
 
+/// Only advice that works in the state at hand: a new id is no way out
+/// while the old id's row holds the key.
+fn new_id_advice(resolved: &str, found: impl std::fmt::Display, key_held: bool) -> String {
+    if key_held {
+        format!(
+            ". Starting a new organization id instead needs its own OpenRouter key too, since organization \
+             {found} holds this one."
+        )
+    } else {
+        format!("; to really start a new organization id, set OPENROUTER_EXTERNAL_USER={resolved}.")
+    }
+}
+
 /// The `.env` already names an id: it must be ours unless the operator chose
-/// the id explicitly (which is how a rename is confirmed).
+/// the id explicitly (which is how a rename is confirmed). `key_holder` is
+/// the id of the row that holds this key in the database, where known.
 pub(crate) fn check_env_id(
     id: &OrgId,
     env_id: Option<&str>,
     env_file: &std::path::Path,
     name: &str,
+    key_holder: Option<&str>,
 ) -> Result<(), IdentityError> {
     match env_id {
         Some(existing) if existing != id.value && !id.is_explicit() => {
@@ -148,6 +166,7 @@ pub(crate) fn check_env_id(
                 existing: existing.to_owned(),
                 resolved: id.value.clone(),
                 name: name.to_owned(),
+                key_held_by_existing: key_holder == Some(existing),
             })
         }
         _ => Ok(()),
@@ -197,8 +216,14 @@ mod tests {
     #[test]
     fn another_id_in_the_env_is_refused_with_both_ways_out() {
         let id = OrgId::resolve(None, "Acme");
-        let err =
-            check_env_id(&id, Some("mai_client_00000000"), Path::new(".env"), "Acme").unwrap_err();
+        let err = check_env_id(
+            &id,
+            Some("mai_client_00000000"),
+            Path::new(".env"),
+            "Acme",
+            None,
+        )
+        .unwrap_err();
         let text = err.to_string();
         assert!(
             text.contains("OPENROUTER_EXTERNAL_USER=mai_client_00000000"),
@@ -211,6 +236,29 @@ mod tests {
     }
 
     #[test]
+    fn a_new_id_is_not_offered_while_the_old_row_holds_the_key() {
+        let id = OrgId::resolve(None, "Acme");
+        let err = check_env_id(
+            &id,
+            Some("mai_client_00000000"),
+            Path::new(".env"),
+            "Acme",
+            Some("mai_client_00000000"),
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("OPENROUTER_EXTERNAL_USER=mai_client_00000000"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("OPENROUTER_EXTERNAL_USER=mai_client_79d89452"),
+            "{text}"
+        );
+        assert!(text.contains("needs its own OpenRouter key"), "{text}");
+    }
+
+    #[test]
     fn same_or_explicit_id_passes_the_env_check() {
         let derived = OrgId::resolve(None, "Acme");
         assert!(
@@ -218,13 +266,14 @@ mod tests {
                 &derived,
                 Some("mai_client_79d89452"),
                 Path::new(".env"),
-                "Acme"
+                "Acme",
+                None
             )
             .is_ok()
         );
-        assert!(check_env_id(&derived, None, Path::new(".env"), "Acme").is_ok());
+        assert!(check_env_id(&derived, None, Path::new(".env"), "Acme", None).is_ok());
         let explicit = OrgId::resolve(Some("new-id"), "Acme");
-        assert!(check_env_id(&explicit, Some("old-id"), Path::new(".env"), "Acme").is_ok());
+        assert!(check_env_id(&explicit, Some("old-id"), Path::new(".env"), "Acme", None).is_ok());
     }
 
     #[test]

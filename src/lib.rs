@@ -48,6 +48,11 @@ pub const LOCK_FILE_NAME: &str = ".mai-provision.lock";
 pub fn run(options: &Options) -> Result<Outcome, Error> {
     let config = config::from_env()?;
     let mode = options.mode.or(config.mode).unwrap_or(Mode::Env);
+    tracing::debug!(
+        "configuration: mode {}, {}",
+        mode.as_str(),
+        config.describe()
+    );
     // A DATA_DIR that names a file is a typo in every mode, even where the
     // run would not need the directory.
     if config.data_dir.exists() && !config.data_dir.is_dir() {
@@ -82,6 +87,7 @@ pub fn run(options: &Options) -> Result<Outcome, Error> {
     // every wait for a database another process keeps busy end here.
     let deadline = Instant::now() + config.lock_timeout;
     let _locks = take_locks(&config, &env_file, database_file, options.dry_run, deadline)?;
+    tracing::debug!("locks taken");
     checkpoint::checkpoint("locked")?;
     let id = OrgId::resolve(config.external_user.as_deref(), &config.organization_name);
     let access = if options.dry_run {
@@ -98,8 +104,13 @@ pub fn run(options: &Options) -> Result<Outcome, Error> {
         access,
         deadline,
     )?;
+    tracing::debug!("found: {}", reading.world.describe());
     let now = timestamp::now();
     let plan = plan::build(&config, mode, id, &reading.world, now, new_secret_key)?;
+    tracing::debug!(
+        "decided:\n{}",
+        report::plan_text(&plan, &config.database_path).trim_end()
+    );
     for warning in &plan.warnings {
         tracing::warn!("{warning}");
     }

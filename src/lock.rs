@@ -55,6 +55,11 @@ pub fn acquire_within(path: &Path, started: Instant, deadline: Instant) -> Resul
         signals::check()?;
         match file.try_lock_exclusive() {
             Ok(()) => {
+                tracing::debug!(
+                    path = %path.display(),
+                    "took the lock after {} ms",
+                    started.elapsed().as_millis()
+                );
                 return Ok(Lock { _file: file });
             }
             Err(e) if e.kind() == fs2::lock_contended_error().kind() => {

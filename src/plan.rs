@@ -122,11 +122,16 @@ pub fn build(
     new_secret: impl FnOnce() -> Result<Secret, Error>,
 ) -> Result<Plan, Error> {
     let existing = Document::parse(world.env_text.as_deref().unwrap_or(""));
+    let key_holder = match &world.database {
+        DatabaseState::Ready(snapshot) => snapshot.key_owner.as_ref().map(|o| o.id.as_str()),
+        _ => None,
+    };
     identity::check_env_id(
         &id,
         existing.value("OPENROUTER_EXTERNAL_USER"),
         &world.env_file,
         &config.organization_name,
+        key_holder,
     )?;
     let database = plan_database(config, &id, &world.database, now)?;
     let secret_key = plan_secret_key(config, world, &existing, new_secret)?;

@@ -63,6 +63,39 @@ pub enum DatabaseState {
     Ready(Box<Snapshot>),
 }
 
+impl World {
+    /// What was found, for the debug log; no value is shown.
+    pub fn describe(&self) -> String {
+        let env = match (&self.env_text, self.env_mode) {
+            (None, _) => "no .env yet".to_owned(),
+            (Some(text), mode) => format!(
+                ".env of {} bytes, mode {}",
+                text.len(),
+                mode.map_or_else(|| "?".to_owned(), |m| format!("{m:04o}"))
+            ),
+        };
+        let store = match &self.stored_secret {
+            StoredKey::Absent => "empty or missing".to_owned(),
+            StoredKey::Key(key) => format!("holds {}", key.fingerprint()),
+            StoredKey::Unusable { problem } => problem.clone(),
+        };
+        let database = match &self.database {
+            DatabaseState::NotInMode => "not read in this mode".to_owned(),
+            DatabaseState::Missing { dir_exists } => format!(
+                "missing ({})",
+                if *dir_exists {
+                    "its folder exists"
+                } else {
+                    "its folder is missing too"
+                }
+            ),
+            DatabaseState::Empty => "no tables yet".to_owned(),
+            DatabaseState::Ready(snapshot) => snapshot.describe(),
+        };
+        format!("{env}; key store {store}; database: {database}")
+    }
+}
+
 pub struct Reading {
     pub world: World,
     /// Open when the database exists and the mode touches it.
@@ -171,7 +204,7 @@ fn stored_secret_error(config: &Config, error: envfile::FileError) -> Error {
             }
         }
         E::Read { path, source } => Error::SecretKeyRead { path, source },
-        E::IsDirectory { path } => unusable(
+        E::IsDirectory { path, .. } => unusable(
             path,
             "is a directory, not a file (Docker makes one when it mounts a file that does not exist yet; remove it)",
         ),

@@ -46,7 +46,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use common::*;
-use mai_provision::envfile::{Document, ManagedKey, OutputError, merge};
+use mai_provision::envfile::{Document, FileError, ManagedKey, merge};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
@@ -393,7 +393,7 @@ fn judge(case: Case) -> Judged {
     let merged = merge(&document, &case.scenario.wanted()).expect("every managed value renders");
     let refusal = match merged.check_read_back(&document, Path::new(".env")) {
         Ok(()) => None,
-        Err(e @ OutputError::Misread { .. }) => Some(e.to_string()),
+        Err(e @ FileError::Misread { .. }) => Some(e.to_string()),
         Err(other) => panic!("not a read-back refusal: {other}"),
     };
     Judged {

@@ -1353,10 +1353,7 @@ fn env_file_that_is_a_directory_is_refused() {
             cmd.env("ENV_FILE", sandbox.path().join("shared"));
         },
         CANNOT_CREATE,
-        &[
-            "shared is a directory",
-            "Point ENV_FILE at a file inside it",
-        ],
+        &["shared is a directory", "Point ENV_FILE at the .env file"],
     );
 }
 
@@ -1585,6 +1582,25 @@ fn a_key_store_that_is_not_text_is_rewritten_with_the_configured_key() {
     assert_eq!(
         std::fs::read_to_string(sandbox.secret_store()).unwrap(),
         SECRET_KEY
+    );
+}
+
+/// An empty folder at the .env is what Docker leaves when the application
+/// started first: the advice is to remove it.
+#[test]
+fn an_empty_folder_at_the_env_is_to_be_removed() {
+    refused(
+        "empty folder",
+        |sandbox, _| {
+            std::fs::remove_file(sandbox.env_path()).unwrap();
+            std::fs::create_dir(sandbox.env_path()).unwrap();
+        },
+        CANNOT_CREATE,
+        &[
+            ".env is a directory",
+            "docker compose up --no-deps",
+            "remove the folder and run again",
+        ],
     );
 }
 

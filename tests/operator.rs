@@ -171,7 +171,9 @@ fn the_last_log_line_sums_up_the_run() {
     let last = run.stderr.lines().last().unwrap();
     assert!(last.contains("provisioned mai_client_79d89452"), "{last}");
     assert!(
-        last.contains(".env written") && last.contains("row inserted") && last.contains("ms"),
+        last.contains(".env created (11 keys)")
+            && last.contains("row inserted")
+            && last.contains("ms"),
         "{last}"
     );
     let run = sandbox.run_with(&["--production"], &[("MARKUP_RATE", "9")]);
@@ -393,4 +395,65 @@ fn dry_run_on_a_wal_database_leaves_no_side_files() {
         assert!(run.code == 0 || run.code == 1, "{run:?}");
         before.assert_same(&sandbox.snapshot(), &format!("{flags:?} on a WAL database"));
     }
+}
+
+/// A plan speaks of what would happen, counts keys in good English, and
+/// names the file once.
+#[test]
+fn summaries_say_what_would_happen_and_count_right() {
+    let sandbox = Sandbox::with_shape(Shape::Startup);
+    let run = sandbox.run(&["--production", "--dry-run"]);
+    run.expect(0).assert_mentions(&[
+        "planned for mai_client_79d89452: .env would be created (11 keys), row would be inserted",
+        "  .env at ",
+    ]);
+    assert!(!run.stdout.contains(".env .env"), "{}", run.stdout);
+    sandbox.run(&["--production"]).expect(0);
+    let one = sandbox.run_with(&["--production", "--check"], &[("SPENDING_LIMIT", "5")]);
+    one.expect(1)
+        .assert_mentions(&[".env would be written (1 key changed)"]);
+    let two = sandbox.run_with(
+        &["--production"],
+        &[("SPENDING_LIMIT", "5"), ("ORGANIZATION_NAME", "Acme")],
+    );
+    two.expect(0)
+        .assert_mentions(&[".env written (1 key changed)"]);
+}
+
+/// After a rename with the same key, starting a new id would only hit a
+/// key conflict: the message offers the way that works.
+#[test]
+fn error_renamed_organization_offers_only_what_works() {
+    let sandbox = Sandbox::with_shape(Shape::Startup);
+    sandbox.run(&["--production"]).expect(0);
+    let run = sandbox.run_with(
+        &["--production"],
+        &[("ORGANIZATION_NAME", "Acme Sp. z o.o.")],
+    );
+    run.expect(65);
+    let line = error_line(&run);
+    assert!(
+        line.contains(&format!("OPENROUTER_EXTERNAL_USER={ACME_ID}")),
+        "{line}"
+    );
+    let new_id = mai_provision::identity::derive("Acme Sp. z o.o.");
+    assert!(
+        !line.contains(&format!("OPENROUTER_EXTERNAL_USER={new_id}")),
+        "{line}"
+    );
+    assert!(line.contains("needs its own OpenRouter key"), "{line}");
+    // With another key, the new id is a real way out, and offered.
+    let other = sandbox.run_with(
+        &["--production"],
+        &[
+            ("ORGANIZATION_NAME", "Acme Sp. z o.o."),
+            ("OPENROUTER_API_KEY", OTHER_KEY),
+        ],
+    );
+    other.expect(65);
+    assert!(
+        error_line(&other).contains(&format!("OPENROUTER_EXTERNAL_USER={new_id}")),
+        "{}",
+        error_line(&other)
+    );
 }

@@ -41,7 +41,13 @@ fn a_successful_run_leaves_its_outcome() {
         .expect(0);
     let first = message(&log);
     assert!(first.starts_with("applied exit=0: "), "{first}");
-    for needle in [ACME_ID, ".env written", "row inserted", "verified", " ms"] {
+    for needle in [
+        ACME_ID,
+        ".env created (11 keys)",
+        "row inserted",
+        "verified",
+        " ms",
+    ] {
         assert!(first.contains(needle), "no {needle:?} in {first}");
     }
 

@@ -57,6 +57,29 @@ pub struct Snapshot {
     pub first_active: Option<String>,
 }
 
+impl Snapshot {
+    /// The state of the row, for the debug log (no key is shown).
+    pub fn describe(&self) -> String {
+        let row = match &self.row {
+            None => "no row for this id".to_owned(),
+            Some(row) => format!(
+                "row {:?}: markup_rate {:?}, is_active {:?}, created_at {:?}, updated_at {:?}, key {}",
+                row.name,
+                row.markup_rate,
+                row.is_active,
+                row.created_at,
+                row.updated_at,
+                row.api_key.fingerprint()
+            ),
+        };
+        format!(
+            "schema lacks {:?}; {row}; {} other active organization(s)",
+            self.schema.missing_columns,
+            self.other_active.len()
+        )
+    }
+}
+
 pub fn read_snapshot(
     conn: &Connection,
     path: &Path,

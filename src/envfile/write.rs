@@ -25,8 +25,12 @@ const MAX_EXISTING_BYTES: u64 = 4 * 1024 * 1024;
 pub enum FileError {
     #[error("the directory of {} does not exist. Create it or mount the shared volume there.", path.display())]
     DirectoryMissing { path: PathBuf },
-    #[error("{} is a directory. Point ENV_FILE at a file inside it, e.g. {}/.env.", path.display(), path.display())]
-    IsDirectory { path: PathBuf },
+    #[error("{} is a directory, not a file. {}", path.display(), folder_advice(*empty))]
+    IsDirectory {
+        path: PathBuf,
+        /// An empty folder is most likely Docker's doing.
+        empty: bool,
+    },
     #[error(
         "{} is a symbolic link to {}, outside its own directory; mai-provision writes only inside the folder it was given. \
          Point ENV_FILE at the real file.",
@@ -78,6 +82,25 @@ pub enum FileError {
     Interrupted(#[from] Interrupted),
 }
 
+fn folder_advice(empty: bool) -> &'static str {
+    if empty {
+        "Docker leaves an empty folder there when it mounts a file that does not exist yet (the application \
+         was started before this job, e.g. with docker compose up --no-deps): remove the folder and run \
+         again. Nothing was changed."
+    } else {
+        "Point ENV_FILE at the .env file, not at a folder. Nothing was changed."
+    }
+}
+
+/// A folder at a file's place, with whether it is empty.
+fn is_directory(path: &Path) -> FileError {
+    let empty = fs::read_dir(path).is_ok_and(|mut entries| entries.next().is_none());
+    FileError::IsDirectory {
+        path: path.to_owned(),
+        empty,
+    }
+}
+
 /// What to do about a failed write; a full disk is the one an operator
 /// most often meets, and the one whose fix is not obvious from errno text.
 fn write_advice(source: &io::Error) -> &'static str {
@@ -97,9 +120,7 @@ pub fn backup_path(env_file: &Path) -> PathBuf {
 /// fails, and one over a device or pipe would replace it.
 pub fn check_replaceable(path: &Path) -> Result<(), FileError> {
     match fs::symlink_metadata(path) {
-        Ok(meta) if meta.is_dir() => Err(FileError::IsDirectory {
-            path: path.to_owned(),
-        }),
+        Ok(meta) if meta.is_dir() => Err(is_directory(path)),
         Ok(meta) if !meta.is_file() && !meta.file_type().is_symlink() => {
             Err(FileError::NotRegularFile {
                 path: path.to_owned(),
@@ -134,18 +155,14 @@ pub fn resolve_target(path: &Path) -> Result<PathBuf, FileError> {
                 });
             }
             if target.is_dir() {
-                return Err(FileError::IsDirectory {
-                    path: path.to_owned(),
-                });
+                return Err(is_directory(path));
             }
             if !target.is_file() {
                 return Err(FileError::NotRegularFile { path: target });
             }
             Ok(target)
         }
-        Ok(meta) if meta.is_dir() => Err(FileError::IsDirectory {
-            path: path.to_owned(),
-        }),
+        Ok(meta) if meta.is_dir() => Err(is_directory(path)),
         // A rename over a device node or a pipe would replace it (as root,
         // even /dev/null); reading a pipe would block forever.
         Ok(meta) if !meta.is_file() => Err(FileError::NotRegularFile {
@@ -181,9 +198,7 @@ pub fn read_existing(path: &Path) -> Result<Option<String>, FileError> {
     };
     let meta = file.metadata().map_err(|e| read_error(path, e))?;
     if meta.is_dir() {
-        return Err(FileError::IsDirectory {
-            path: path.to_owned(),
-        });
+        return Err(is_directory(path));
     }
     let mut bytes = Vec::new();
     file.take(MAX_EXISTING_BYTES + 1)

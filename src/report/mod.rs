@@ -61,6 +61,9 @@ pub struct EnvReport {
     pub path: String,
     pub changed: bool,
     pub keys: Vec<KeyChange>,
+    /// The file did not exist before: it is (or would be) created.
+    #[serde(skip)]
+    pub created: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -181,6 +184,7 @@ impl Outcome {
                 path: plan.env.path.display().to_string(),
                 changed: env_changed,
                 keys: plan.env.changes.clone(),
+                created: env_changed && plan.env.old_text.is_none(),
             },
             database: DatabaseReport {
                 path: database_path.display().to_string(),

@@ -36,10 +36,10 @@ pub fn plan_text(plan: &Plan, database_path: &Path) -> String {
 fn env_text(plan: &Plan) -> String {
     let path = plan.env.path.display();
     let mut out = match (&plan.env.new_text, &plan.env.old_text) {
-        (None, _) => format!("  .env {path}: unchanged\n"),
-        (Some(_), None) => format!("  .env {path}: create\n"),
+        (None, _) => format!("  .env at {path}: unchanged\n"),
+        (Some(_), None) => format!("  .env at {path}: create\n"),
         (Some(_), Some(_)) => format!(
-            "  .env {path}: rewrite (previous file kept as {})\n",
+            "  .env at {path}: rewrite (previous file kept as {})\n",
             backup_path(&plan.env.path).display()
         ),
     };
@@ -126,35 +126,34 @@ fn database_text(database: &DatabasePlan, path: &Path) -> String {
 
 /// One line for the log: what changed, in how many milliseconds.
 pub fn summary(outcome: &Outcome, elapsed: Duration) -> String {
-    let ms = elapsed.as_millis();
-    let env = if outcome.env.changed {
-        let changed = outcome
-            .env
-            .keys
-            .iter()
-            .filter(|k| k.status != KeyStatus::Unchanged)
-            .count();
-        format!(".env written ({changed} keys changed)")
-    } else {
-        ".env unchanged".to_owned()
+    // A plan speaks of what would happen; a run of what happened.
+    let planned = outcome.status == Status::Planned;
+    let done = |past: &str| {
+        if planned {
+            format!("would be {past}")
+        } else {
+            past.to_owned()
+        }
     };
-    let database = match outcome.database.action {
-        DatabaseAction::Insert => format!(
-            "row inserted{}",
-            if outcome.database.create_schema {
-                " into a new schema"
-            } else {
-                ""
-            }
-        ),
-        DatabaseAction::Update => format!("row updated ({})", outcome.database.columns.join(", ")),
-        DatabaseAction::Unchanged => "row unchanged".to_owned(),
-        DatabaseAction::Skipped => "database step skipped (first boot)".to_owned(),
-        DatabaseAction::NotInMode => "database not touched".to_owned(),
-    };
+    let env = env_summary(outcome, &done);
     let repaired = match outcome.database.repaired_columns.as_slice() {
         [] => String::new(),
-        columns => format!("column {} added, ", columns.join(", ")),
+        [column] => format!("column {column} {}, ", done("added")),
+        columns => format!("columns {} {}, ", columns.join(", "), done("added")),
+    };
+    let database = match outcome.database.action {
+        DatabaseAction::Insert if outcome.database.create_schema => {
+            format!("row {} into a new schema", done("inserted"))
+        }
+        DatabaseAction::Insert => format!("row {}", done("inserted")),
+        DatabaseAction::Update => format!(
+            "row {} ({})",
+            done("updated"),
+            outcome.database.columns.join(", ")
+        ),
+        DatabaseAction::Unchanged => "row unchanged".to_owned(),
+        DatabaseAction::Skipped => format!("database step {} (first boot)", done("skipped")),
+        DatabaseAction::NotInMode => "database not touched".to_owned(),
     };
     let inactive = if outcome.database.active == Some(false) {
         " (inactive: no usage is recorded)"
@@ -168,7 +167,35 @@ pub fn summary(outcome: &Outcome, elapsed: Duration) -> String {
     };
     let verified = if outcome.verified { ", verified" } else { "" };
     format!(
-        "{verb} {}: {env}, {repaired}{database}{inactive}{verified} in {ms} ms",
-        outcome.id
+        "{verb} {}: {env}, {repaired}{database}{inactive}{verified} in {} ms",
+        outcome.id,
+        elapsed.as_millis()
     )
+}
+
+fn env_summary(outcome: &Outcome, done: &dyn Fn(&str) -> String) -> String {
+    let env = &outcome.env;
+    if !env.changed {
+        return ".env unchanged".to_owned();
+    }
+    let count = |n: usize| {
+        if n == 1 {
+            "1 key".to_owned()
+        } else {
+            format!("{n} keys")
+        }
+    };
+    if env.created {
+        return format!(".env {} ({})", done("created"), count(env.keys.len()));
+    }
+    let changed = env
+        .keys
+        .iter()
+        .filter(|k| k.status != KeyStatus::Unchanged)
+        .count();
+    if changed == 0 {
+        // Only the file's mode, or a form some reader misreads, changes.
+        return format!(".env {} (no value changed)", done("rewritten"));
+    }
+    format!(".env {} ({} changed)", done("written"), count(changed))
 }
