@@ -457,3 +457,22 @@ fn error_renamed_organization_offers_only_what_works() {
         error_line(&other)
     );
 }
+
+/// LOG_LEVEL=debug tells each step: the configuration, the locks, what
+/// was found, the plan, each write. Secrets only as fingerprints.
+#[test]
+fn the_debug_log_tells_every_step_without_a_secret() {
+    let sandbox = Sandbox::with_shape(Shape::Alembic);
+    let run = sandbox.run_with(&["--production"], &[("LOG_LEVEL", "debug")]);
+    run.expect(0).assert_mentions(&[
+        "configuration: mode production, organization \"Acme\"",
+        "OpenRouter key sk-or-v1-…sha256:",
+        "took the lock after",
+        "found: no .env yet",
+        "schema lacks [\"timezone\"]",
+        "decided:",
+        "prepared, written and synced",
+        "database committed",
+        "replaced the .env",
+    ]);
+}
