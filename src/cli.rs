@@ -102,15 +102,15 @@ impl Cli {
     }
 
     fn validated(self) -> Result<Self, ExitCode> {
-        if let Some(seconds) = self.wait_for_database {
-            if !seconds.is_finite() || !(0.0..=MAX_WAIT_SECS).contains(&seconds) {
-                // Not eprintln!: it panics when stderr is closed.
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "error: --wait-for-database takes 0 to {MAX_WAIT_SECS} seconds\n\nFor more information, try '--help'."
-                );
-                return Err(ExitCode::Usage);
-            }
+        if let Some(seconds) = self.wait_for_database
+            && (!seconds.is_finite() || !(0.0..=MAX_WAIT_SECS).contains(&seconds))
+        {
+            // Not eprintln!: it panics when stderr is closed.
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: --wait-for-database takes 0 to {MAX_WAIT_SECS} seconds\n\nFor more information, try '--help'."
+            );
+            return Err(ExitCode::Usage);
         }
         Ok(self)
     }

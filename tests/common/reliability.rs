@@ -360,10 +360,10 @@ pub fn only_child(parent: u32) -> (u32, u32) {
             .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
             .filter(|pid| parent_of(*pid) == Some(parent))
             .collect();
-        if let [child] = children[..] {
-            if let Some(inner) = namespace_pid(child) {
-                return (child, inner);
-            }
+        if let [child] = children[..]
+            && let Some(inner) = namespace_pid(child)
+        {
+            return (child, inner);
         }
         assert!(
             started.elapsed() < STEP_TIMEOUT,
