@@ -526,7 +526,7 @@ fn api_key_file_unreadable_is_a_permission_error() {
         eprintln!(
             "SKIPPED api_key_file_unreadable_is_a_permission_error: running with CAP_DAC_OVERRIDE \
              (root), a mode 000 file is still readable; the mapping of such an error is checked by \
-             a_permission_error_on_a_secret_file_exits_77_and_other_file_errors_78 and the binary by tests/config_rules.rs"
+             a_permission_error_on_a_secret_file_exits_77_and_other_file_errors_78 and the binary by tests/integration/config_rules.rs"
         );
         return;
     }

@@ -2,13 +2,11 @@
 //! lock too long, and another connection that keeps the database busy: the
 //! job serialises, waits or gives up cleanly, and never corrupts anything.
 
-mod common;
-
 use std::process::Command;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use rusqlite::types::Value;
 
 const REPLICAS: usize = 32;

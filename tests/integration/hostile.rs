@@ -9,8 +9,6 @@
 //! Cases that need privileges (mounts, dropping root's file-permission
 //! override) are skipped loudly where those are not available.
 
-mod common;
-
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::{ErrorKind, Write as _};
@@ -20,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 const CONFIG: i32 = 78;
 const DATA: i32 = 65;

@@ -3,9 +3,7 @@
 //! any kind of failure. (`Run::expect` checks every run in every test; these
 //! runs go through the paths most likely to print a value.)
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 const LOUD: [(&str, &str); 1] = [("LOG_LEVEL", "trace")];
 

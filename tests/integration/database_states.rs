@@ -2,11 +2,9 @@
 //! application's, a file that is not a database, a key or an id that
 //! belongs to someone else. Each leaves every file byte for byte as it was.
 
-mod common;
-
 use std::fs;
 
-use common::*;
+use crate::common::*;
 
 /// Run with `--production`, expect `code`, and check nothing changed.
 #[track_caller]

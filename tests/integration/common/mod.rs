@@ -2,8 +2,6 @@
 //! with a real SQLite file in one of the two field shapes, a way to run the
 //! built binary against it, and snapshots that prove what a run touched.
 
-#![allow(dead_code)]
-
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
@@ -24,8 +22,8 @@ pub const NAME: &str = "Acme";
 /// `mai_client_` + md5("Acme")[..8], a vector from docs/mai-contract.md.
 pub const ACME_ID: &str = "mai_client_79d89452";
 
-pub const ALEMBIC_SQL: &str = include_str!("../fixtures/mai-alembic-schema.sql");
-pub const STARTUP_SQL: &str = include_str!("../fixtures/mai-startup-schema.sql");
+pub const ALEMBIC_SQL: &str = include_str!("../../fixtures/mai-alembic-schema.sql");
+pub const STARTUP_SQL: &str = include_str!("../../fixtures/mai-startup-schema.sql");
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_mai-provision");
 
@@ -515,7 +513,6 @@ pub fn without_dac_override_unchecked(cmd: &Command) -> Command {
 // live in tests/common/reliability.rs. Keep other suites' additions outside
 // this block.
 mod reliability;
-#[allow(unused_imports)]
 pub use reliability::*;
 // ---------------------------------------------------------------------------
 

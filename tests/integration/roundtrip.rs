@@ -5,9 +5,7 @@
 //! can carry to all three are refused with exit 78 before anything is
 //! written.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use mai_provision::envfile::{Document, render_value};
 use mai_provision::identity::derive;
 

@@ -1,9 +1,7 @@
 //! Every mode on both field shapes, the first-boot states, and idempotency:
 //! the built binary against real SQLite files.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use rusqlite::types::Value;
 
 #[test]

@@ -2,15 +2,13 @@
 //! exit code, a message that names the variable and says what to do, no
 //! secret in the output, and a deployment left exactly as it was.
 
-mod common;
-
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 const CONFIG: i32 = 78;
 const NO_PERMISSION: i32 = 77;
@@ -20,7 +18,7 @@ const USAGE: i32 = 64;
 /// wrote.
 #[track_caller]
 fn refused_by(sandbox: &Sandbox, cmd: Command, case: &str, code: i32, needles: &[&str]) -> Run {
-    let run = common::refused_by(sandbox, cmd, case, code, needles);
+    let run = crate::common::refused_by(sandbox, cmd, case, code, needles);
     assert_eq!(sandbox.env_text(), existing_env(), "{case}");
     run
 }

@@ -3,13 +3,11 @@
 //! active rows (docs/mai-contract.md). The column list below is written out
 //! here on purpose, from the contract, not taken from the code under test.
 
-mod common;
-
 use std::fs;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use rusqlite::types::Value;
 use serde_json::Value as Json;
 

@@ -1,12 +1,10 @@
 //! The operator's view: `--dry-run`, `--check`, `--output json`,
 //! `LOG_FORMAT=json`, and the wording of the errors an operator meets most.
 
-mod common;
-
 use std::fs;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value as Json;
 
 #[test]
