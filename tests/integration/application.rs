@@ -289,10 +289,6 @@ fn organization_active_activates_and_deactivates() {
     let fresh = Sandbox::with_shape(Shape::Startup);
     fresh.run_with(&["--production"], &off).expect(0);
     assert_eq!(fresh.row(ACME_ID).is_active, Value::Integer(0));
-    fresh
-        .run_with(&["--production"], &[("ORGANIZATION_ACTIVE", "maybe")])
-        .expect(78)
-        .assert_mentions(&["ORGANIZATION_ACTIVE"]);
 }
 
 #[test]

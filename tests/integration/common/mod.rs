@@ -314,6 +314,7 @@ impl Run {
         format!("{}{}", self.stdout, self.stderr)
     }
 
+    #[track_caller]
     pub fn assert_mentions(&self, needles: &[&str]) -> &Self {
         let all = self.output();
         for needle in needles {
@@ -324,6 +325,56 @@ impl Run {
         }
         self
     }
+
+    /// Assert that stderr's last line, the error an operator sees first
+    /// (and Kubernetes shows as the termination message), holds every
+    /// needle.
+    #[track_caller]
+    pub fn assert_last_line_mentions(&self, needles: &[&str]) -> &Self {
+        let last = self.stderr.lines().last().unwrap_or_default();
+        for needle in needles {
+            assert!(
+                last.contains(needle),
+                "the last line does not mention {needle:?}: {last}\nstderr:\n{}",
+                self.stderr
+            );
+        }
+        self
+    }
+
+    /// Assert that `text` appears nowhere in the output.
+    #[track_caller]
+    pub fn assert_absent(&self, text: &str) -> &Self {
+        assert!(
+            !self.output().contains(text),
+            "{text:?} appears in the output:\n{}",
+            self.output()
+        );
+        self
+    }
+
+    /// A hostile value must not reach the terminal raw: no escape
+    /// sequence, no carriage return, no forged log line.
+    #[track_caller]
+    pub fn assert_no_control_characters(&self) -> &Self {
+        let out = self.output();
+        assert!(
+            !out.chars().any(|c| c.is_control() && c != '\n'),
+            "a control character reached the output:\n{out:?}"
+        );
+        assert!(
+            !out.lines()
+                .any(|l| l.starts_with("OPENROUTER_") || l.starts_with("FAKE")),
+            "a forged line reached the output:\n{out}"
+        );
+        self
+    }
+}
+
+/// A named pipe at `path`.
+pub fn mkfifo(path: &Path) {
+    let made = Command::new("mkfifo").arg(path).status().expect("mkfifo");
+    assert!(made.success(), "mkfifo {}", path.display());
 }
 
 /// The values python-dotenv (as the application loads them) reads from a file.
