@@ -210,9 +210,13 @@ fn injection_through_organization_name_without_a_line_break_is_only_text() {
 /// not get a line of their choosing into the `.env`.
 #[test]
 fn injection_through_the_stored_secret_key_is_refused() {
-    for content in [
-        format!("abc\nOPENROUTER_HOST={EVIL_HOST}\n"),
-        "abc${OPENROUTER_API_KEY}".to_owned(),
+    for (content, hidden) in [
+        (
+            format!("abc\nOPENROUTER_HOST={EVIL_HOST}\n"),
+            "evil.example",
+        ),
+        ("abc${OPENROUTER_API_KEY}".to_owned(), "abc${"),
+        ("it's $weird".to_owned(), "$weird"),
     ] {
         let run = refused(
             "stored secret key",
@@ -228,7 +232,7 @@ fn injection_through_the_stored_secret_key_is_refused() {
                 "Set WEBUI_SECRET_KEY",
             ],
         );
-        run.assert_absent("internal error");
+        run.assert_absent("internal error").assert_absent(hidden);
     }
 }
 
@@ -421,10 +425,9 @@ fn database_of_zero_bytes_with_create_schema_is_filled() {
     assert_eq!(rows[0].id, ACME_ID);
 }
 
+/// Random bytes, and SQLite's header followed by garbage.
 #[test]
-fn database_of_random_bytes_is_refused() {
-    let sandbox = Sandbox::new();
-    sandbox.write_env(&existing_env());
+fn database_that_is_not_sqlite_is_refused() {
     // A fixed pseudo-random sequence (a 64-bit LCG): the same in every run.
     let mut state = 0x9e37_79b9_7f4a_7c15_u64;
     let noise: Vec<u8> = (0..64 * 1024)
@@ -435,20 +438,21 @@ fn database_of_random_bytes_is_refused() {
             (state >> 56) as u8
         })
         .collect();
-    fs::write(sandbox.db_path(), noise).unwrap();
-    let mut cmd = sandbox.command();
-    cmd.arg("--production");
-    refused_by(
-        &sandbox,
-        cmd,
-        "random bytes",
-        DATA,
-        &[
-            "webui.db",
+    let header = b"SQLite format 3\0this is not really a database at all".to_vec();
+    for (case, bytes) in [("random bytes", noise), ("a header only", header)] {
+        let sandbox = Sandbox::new();
+        sandbox.write_env(&existing_env());
+        fs::write(sandbox.db_path(), bytes).unwrap();
+        let mut cmd = sandbox.command();
+        cmd.arg("--production");
+        let needles = [
+            &sandbox.db_path().display().to_string(),
             "is not a SQLite database",
             "Check DATA_DIR/DATABASE_URL",
-        ],
-    );
+            "the file was left as it was",
+        ];
+        refused_by(&sandbox, cmd, case, DATA, &needles).assert_last_line_mentions(&needles);
+    }
 }
 
 #[test]
@@ -522,28 +526,6 @@ fn database_that_is_a_pipe_or_a_device_is_refused() {
     }
 }
 
-#[test]
-fn read_only_database_file_is_refused() {
-    let sandbox = deployment();
-    fs::set_permissions(sandbox.db_path(), fs::Permissions::from_mode(0o444)).unwrap();
-    let mut cmd = sandbox.command();
-    cmd.arg("--production");
-    let Some(cmd) = as_unprivileged(&sandbox, cmd) else {
-        return;
-    };
-    refused_by(
-        &sandbox,
-        cmd,
-        "read-only database",
-        NO_PERMISSION,
-        &[
-            "webui.db",
-            "is read-only for this user",
-            "fix the file's permissions",
-        ],
-    );
-}
-
 /// The advice must fit who runs the job. A job that already is the file's
 /// owner (root, in the compose deployment) is not helped by "run as the
 /// volume's owner (uid 0)": the file's mode is what keeps it out.
@@ -563,6 +545,8 @@ fn read_only_database_file_of_this_user_blames_the_mode() {
         NO_PERMISSION,
         &[
             "webui.db",
+            "is read-only for this user",
+            "fix the file's permissions",
             "its mode 0444 keeps its owner",
             "this run already is uid",
             "chmod u+w",
@@ -722,18 +706,16 @@ fn database_locked_past_the_timeout_exits_75() {
 
 #[test]
 fn env_file_in_a_missing_directory_is_refused() {
-    refused(
-        "missing directory",
-        |sandbox, cmd| {
-            cmd.env("ENV_FILE", sandbox.path().join("nowhere/.env"));
-        },
-        CANNOT_CREATE,
-        &[
-            "nowhere/.env",
-            "does not exist",
-            "Create it or mount the shared volume there",
-        ],
-    );
+    let sandbox = deployment();
+    let path = sandbox.path().join("nowhere/.env");
+    let mut cmd = sandbox.command();
+    cmd.arg("--production").env("ENV_FILE", &path);
+    let needles = [
+        &format!("the directory of {} does not exist", path.display()),
+        "Create it or mount the shared volume there",
+    ];
+    refused_by(&sandbox, cmd, "missing directory", CANNOT_CREATE, &needles)
+        .assert_last_line_mentions(&needles);
 }
 
 #[test]

@@ -1,8 +1,10 @@
-//! The operator's view: `--dry-run`, `--check`, `--output json`,
-//! `LOG_FORMAT=json`, and the wording of the errors an operator meets most.
+//! The operator's view: `--dry-run`, `--check`, `--output json` and
+//! `LOG_FORMAT=json`. The errors an operator meets most are checked with
+//! their case, each on stderr's last line: the configuration's in
+//! `config_rules.rs`, the database's in `database_states.rs` and
+//! `hostile.rs`, a held lock in `concurrency.rs`.
 
 use std::fs;
-use std::time::{Duration, Instant};
 
 use crate::common::*;
 use serde_json::Value as Json;
@@ -178,140 +180,6 @@ fn the_last_log_line_sums_up_the_run() {
     let run = sandbox.run_with(&["--production"], &[("MARKUP_RATE", "9")]);
     let last = run.stderr.lines().last().unwrap();
     assert!(last.contains("row updated (markup_rate)"), "{last}");
-}
-
-// The errors an operator meets most: each names what, where, and what to do.
-
-fn error_line(run: &Run) -> String {
-    run.stderr.lines().last().unwrap_or_default().to_owned()
-}
-
-#[test]
-fn error_renamed_organization() {
-    let sandbox = Sandbox::new();
-    sandbox.run(&[]).expect(0);
-    let run = sandbox.run_with(&[], &[("ORGANIZATION_NAME", "Acme Sp. z o.o.")]);
-    run.expect(65);
-    let line = error_line(&run);
-    assert!(
-        line.contains(&format!(
-            "links this deployment to organization id {ACME_ID}"
-        )),
-        "{line}"
-    );
-    assert!(
-        line.contains(&format!(
-            "keep its usage history by setting OPENROUTER_EXTERNAL_USER={ACME_ID}"
-        )),
-        "{line}"
-    );
-    assert!(
-        line.contains(&sandbox.env_path().display().to_string()),
-        "{line}"
-    );
-}
-
-#[test]
-fn error_application_not_migrated() {
-    let sandbox = Sandbox::new();
-    sandbox.sql("CREATE TABLE alembic_version (version_num TEXT);");
-    let run = sandbox.run(&["--production"]);
-    run.expect(65);
-    let line = error_line(&run);
-    assert!(line.contains("has no table client_organizations"), "{line}");
-    assert!(
-        line.contains(&sandbox.db_path().display().to_string()),
-        "{line}"
-    );
-    assert!(
-        line.contains("Let the mAI application run its migrations first"),
-        "{line}"
-    );
-}
-
-#[test]
-fn error_key_used_by_another_organization() {
-    let sandbox = Sandbox::with_shape(Shape::Startup);
-    sandbox.sql(&format!(
-        "INSERT INTO client_organizations (id, name, openrouter_api_key, created_at, updated_at) \
-         VALUES ('mai_client_beta', 'Beta GmbH', '{KEY}', 5, 6)"
-    ));
-    let run = sandbox.run(&["--production"]);
-    run.expect(65);
-    let line = error_line(&run);
-    assert!(
-        line.contains("already used by organization \"Beta GmbH\" (id mai_client_beta)"),
-        "{line}"
-    );
-    assert!(
-        line.contains("Give this organization its own key"),
-        "{line}"
-    );
-}
-
-#[test]
-fn error_lock_held_by_another_run() {
-    let sandbox = Sandbox::with_shape(Shape::Startup);
-    let lock_path = sandbox.data_dir().join(".mai-provision.lock");
-    let holder = fs::File::create(&lock_path).unwrap();
-    fs2::FileExt::lock_exclusive(&holder).unwrap();
-    let started = Instant::now();
-    let run = sandbox.run_with(&["--production"], &[("LOCK_TIMEOUT", "1")]);
-    run.expect(75);
-    assert!(started.elapsed() < Duration::from_secs(3));
-    let line = error_line(&run);
-    assert!(
-        line.contains("another mai-provision run has held"),
-        "{line}"
-    );
-    assert!(line.contains(".mai-provision.lock"), "{line}");
-    assert!(line.contains("raise LOCK_TIMEOUT"), "{line}");
-}
-
-#[test]
-fn error_env_file_directory_missing() {
-    let sandbox = Sandbox::new();
-    let run = sandbox.run_with(&[], &[("ENV_FILE", "/nonexistent-mount/.env")]);
-    run.expect(73);
-    let line = error_line(&run);
-    assert!(
-        line.contains("the directory of /nonexistent-mount/.env does not exist"),
-        "{line}"
-    );
-    assert!(line.contains("mount the shared volume"), "{line}");
-}
-
-#[test]
-fn error_database_required() {
-    let run = Sandbox::new().run_with(&["--init-database"], &[("REQUIRE_DATABASE", "true")]);
-    run.expect(66);
-    let line = error_line(&run);
-    assert!(
-        line.contains("does not exist yet and REQUIRE_DATABASE=true"),
-        "{line}"
-    );
-    assert!(
-        line.contains("check that the data volume is mounted at DATA_DIR"),
-        "{line}"
-    );
-}
-
-#[test]
-fn error_corrupt_database() {
-    let sandbox = Sandbox::new();
-    fs::write(
-        sandbox.db_path(),
-        b"SQLite format 3\0this is not really a database at all",
-    )
-    .unwrap();
-    let run = sandbox.run(&["--production"]);
-    run.expect(65);
-    let line = error_line(&run);
-    assert!(
-        line.contains(&sandbox.db_path().display().to_string()),
-        "{line}"
-    );
-    assert!(line.contains("the file was left as it was"), "{line}");
 }
 
 #[test]

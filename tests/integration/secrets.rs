@@ -90,35 +90,3 @@ fn a_changed_key_is_planned_without_either_value() {
     run.expect(0)
         .assert_mentions(&["change", "OPENROUTER_API_KEY (secret, value hidden)"]);
 }
-
-#[test]
-fn an_unusable_stored_secret_key_is_a_data_error() {
-    let sandbox = Sandbox::new();
-    fs_write(&sandbox.secret_store(), "it's $weird");
-    let mut cmd = sandbox.command();
-    cmd.env_remove("WEBUI_SECRET_KEY");
-    let before = sandbox.snapshot();
-    let run = Run::from(cmd.output().unwrap());
-    run.expect(65).assert_mentions(&[
-        ".webui_secret_key",
-        "cannot be written",
-        "Set WEBUI_SECRET_KEY",
-    ]);
-    assert!(
-        !run.output().contains("$weird"),
-        "the stored key was echoed"
-    );
-    before.assert_same(&sandbox.snapshot(), "an unusable stored key");
-
-    std::fs::remove_file(sandbox.secret_store()).unwrap();
-    std::fs::create_dir(sandbox.secret_store()).unwrap();
-    let mut cmd = sandbox.command();
-    cmd.env_remove("WEBUI_SECRET_KEY");
-    Run::from(cmd.output().unwrap())
-        .expect(65)
-        .assert_mentions(&["is a directory"]);
-}
-
-fn fs_write(path: &std::path::Path, text: &str) {
-    std::fs::write(path, text).unwrap();
-}
