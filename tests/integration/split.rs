@@ -5,14 +5,12 @@
 //! fails, the message and the JSON report say exactly which half was
 //! applied, and the next run converges.
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 const CANNOT_CREATE: i32 = 73;
 const NO_PERMISSION: i32 = 77;

@@ -10,9 +10,7 @@
 //! Other organizations' rows matter only where they conflict with ours or
 //! appear in a warning: there they are shown lossily and escaped.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use rusqlite::types::Value;
 
 const DATA: i32 = 65;

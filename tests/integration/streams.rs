@@ -4,12 +4,10 @@
 //! Each run is compared with a twin run, on an identical deployment, whose
 //! streams are fine; the termination log must hold the same outcome.
 
-mod common;
-
 use std::fs;
 use std::process::{Command, Stdio};
 
-use common::*;
+use crate::common::*;
 
 #[derive(Debug, Clone, Copy)]
 enum Sink {

@@ -3,14 +3,12 @@
 //! never with a secret, and never at the cost of the run's own result.
 //! `MAI_PROVISION_TERMINATION_LOG` points the binary at a file of the test's.
 
-mod common;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 const VAR: &str = "MAI_PROVISION_TERMINATION_LOG";
 

@@ -7,12 +7,10 @@
 //! halves new. Also as PID 1 of a PID namespace (a container without an
 //! init), where a signal without a handler is ignored.
 
-mod common;
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// The bound the job must meet, from sending the signal to its exit.
 const WITHIN: Duration = Duration::from_secs(1);

@@ -1,9 +1,7 @@
 //! Every mode on both field shapes, the first-boot states, and idempotency:
 //! the built binary against real SQLite files.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use rusqlite::types::Value;
 
 #[test]
@@ -186,24 +184,18 @@ fn first_boot_skips_the_database_with_a_warning() {
 }
 
 #[test]
-fn a_database_with_no_tables_is_a_first_boot_and_stays_untouched() {
-    let sandbox = Sandbox::new();
-    std::fs::write(sandbox.db_path(), b"").unwrap();
-    let before = std::fs::read(sandbox.db_path()).unwrap();
-    sandbox
-        .run(&["--production"])
-        .expect(0)
-        .assert_mentions(&["first boot"]);
-    assert_eq!(std::fs::read(sandbox.db_path()).unwrap(), before);
-}
-
-#[test]
 fn require_database_turns_a_first_boot_into_exit_66() {
-    let sandbox = Sandbox::new();
-    let run = sandbox.run_with(&["--production"], &[("REQUIRE_DATABASE", "true")]);
-    run.expect(66)
-        .assert_mentions(&["REQUIRE_DATABASE", "webui.db"]);
-    assert!(!sandbox.db_path().exists());
+    for flag in ["--init-database", "--production"] {
+        let sandbox = Sandbox::new();
+        let run = sandbox.run_with(&[flag], &[("REQUIRE_DATABASE", "true")]);
+        run.expect(66)
+            .assert_mentions(&["REQUIRE_DATABASE", "webui.db"])
+            .assert_last_line_mentions(&[
+                "does not exist yet and REQUIRE_DATABASE=true",
+                "check that the data volume is mounted at DATA_DIR",
+            ]);
+        assert!(!sandbox.db_path().exists(), "{flag}");
+    }
 }
 
 #[test]

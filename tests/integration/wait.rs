@@ -2,11 +2,9 @@
 //! its schema, then provision the row, so that MARKUP_RATE applies from the
 //! very first start.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use rusqlite::types::Value;
 
 #[test]

@@ -37,15 +37,13 @@
 //! and `MAI_PROVISION_MERGE_FUZZ_COMPOSE` (cases sampled for Compose,
 //! default 100) tune a run. A failure prints the seed and the file.
 
-mod common;
-
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::*;
+use crate::common::*;
 use mai_provision::envfile::{Document, FileError, ManagedKey, merge};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};

@@ -4,7 +4,7 @@
 use mai_provision::config::VARIABLES;
 use mai_provision::exit::TABLE;
 
-const README: &str = include_str!("../README.md");
+const README: &str = include_str!("../../README.md");
 
 #[test]
 fn every_variable_is_in_the_readme_table() {
@@ -32,7 +32,7 @@ fn every_exit_code_is_in_the_readme_table() {
 
 #[test]
 fn the_readme_test_command_is_what_ci_runs() {
-    let ci = include_str!("../.ci/run");
+    let ci = include_str!("../../.ci/run");
     assert!(
         README.contains("```sh\ncargo test\n```"),
         "README's test command changed"

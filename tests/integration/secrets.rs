@@ -3,9 +3,7 @@
 //! any kind of failure. (`Run::expect` checks every run in every test; these
 //! runs go through the paths most likely to print a value.)
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 const LOUD: [(&str, &str); 1] = [("LOG_LEVEL", "trace")];
 
@@ -49,24 +47,6 @@ fn a_generated_secret_key_never_shows() {
 }
 
 #[test]
-fn invalid_keys_are_described_without_their_value() {
-    let sandbox = Sandbox::new();
-    for bad in [
-        "sk-or-v1-has space inside0123456789",
-        "sk-or-short",
-        "not-an-openrouter-key-0123456789",
-    ] {
-        let run = sandbox.run_with(&[], &[("OPENROUTER_API_KEY", bad), ("LOG_LEVEL", "trace")]);
-        run.expect(78).assert_mentions(&["OPENROUTER_API_KEY"]);
-        assert!(
-            !run.output().contains(bad),
-            "the invalid key was echoed: {}",
-            run.output()
-        );
-    }
-}
-
-#[test]
 fn a_key_conflict_names_the_organization_but_not_the_key() {
     let sandbox = Sandbox::with_shape(Shape::Alembic);
     sandbox.sql(&format!(
@@ -92,6 +72,10 @@ fn a_key_from_a_file_stays_secret() {
         KEY,
         "the trailing newline was dropped"
     );
+    assert_eq!(
+        python_dotenv(&sandbox.env_path())["OPENROUTER_API_KEY"],
+        KEY
+    );
 }
 
 #[test]
@@ -105,36 +89,4 @@ fn a_changed_key_is_planned_without_either_value() {
     let run = sandbox.run_with(&["--dry-run"], &LOUD);
     run.expect(0)
         .assert_mentions(&["change", "OPENROUTER_API_KEY (secret, value hidden)"]);
-}
-
-#[test]
-fn an_unusable_stored_secret_key_is_a_data_error() {
-    let sandbox = Sandbox::new();
-    fs_write(&sandbox.secret_store(), "it's $weird");
-    let mut cmd = sandbox.command();
-    cmd.env_remove("WEBUI_SECRET_KEY");
-    let before = sandbox.snapshot();
-    let run = Run::from(cmd.output().unwrap());
-    run.expect(65).assert_mentions(&[
-        ".webui_secret_key",
-        "cannot be written",
-        "Set WEBUI_SECRET_KEY",
-    ]);
-    assert!(
-        !run.output().contains("$weird"),
-        "the stored key was echoed"
-    );
-    before.assert_same(&sandbox.snapshot(), "an unusable stored key");
-
-    std::fs::remove_file(sandbox.secret_store()).unwrap();
-    std::fs::create_dir(sandbox.secret_store()).unwrap();
-    let mut cmd = sandbox.command();
-    cmd.env_remove("WEBUI_SECRET_KEY");
-    Run::from(cmd.output().unwrap())
-        .expect(65)
-        .assert_mentions(&["is a directory"]);
-}
-
-fn fs_write(path: &std::path::Path, text: &str) {
-    std::fs::write(path, text).unwrap();
 }

@@ -2,13 +2,11 @@
 //! lock too long, and another connection that keeps the database busy: the
 //! job serialises, waits or gives up cleanly, and never corrupts anything.
 
-mod common;
-
 use std::process::Command;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use rusqlite::types::Value;
 
 const REPLICAS: usize = 32;
@@ -259,7 +257,13 @@ fn a_lock_held_past_lock_timeout_is_exit_75_in_time_and_nothing_is_written() {
         let started = Instant::now();
         let run = sandbox.run_with(args, &[("LOCK_TIMEOUT", "1")]);
         let elapsed = started.elapsed();
-        run.expect(75).assert_mentions(&["LOCK_TIMEOUT", lock]);
+        run.expect(75)
+            .assert_mentions(&["LOCK_TIMEOUT", lock])
+            .assert_last_line_mentions(&[
+                "another mai-provision run has held",
+                lock.rsplit('/').next().unwrap(),
+                "raise LOCK_TIMEOUT",
+            ]);
         assert!(
             elapsed >= TIMEOUT && elapsed < TIMEOUT + Duration::from_secs(1),
             "{context}: exit after {elapsed:?}"

@@ -4,14 +4,12 @@
 //! gone. `--check` and `--dry-run` answer from the committed state, and a
 //! dry run creates no file but its lock.
 
-mod common;
-
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::*;
+use crate::common::*;
 use rusqlite::{Connection, OpenFlags};
 
 /// `<database><suffix>`.

@@ -4,14 +4,12 @@
 //! most that mode, gets exactly that mode before any byte is written, and
 //! is renamed into place with it.
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 const SECRET_KEY_MODE: u32 = 0o600;
 const ENV_MODES: [u32; 2] = [0o600, 0o640];

@@ -4,13 +4,11 @@
 //! letting the job through one statement at a time, and a lock held by
 //! another run cannot add its wait to the database's.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 const TEMP_FAIL: i32 = 75;
 

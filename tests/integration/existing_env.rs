@@ -9,11 +9,9 @@
 //! - a managed value python-dotenv reads right but `sh` does not is
 //!   rewritten in the job's own form.
 
-mod common;
-
 use std::fs;
 
-use common::*;
+use crate::common::*;
 
 const DATA: i32 = 65;
 const MODES: [&str; 3] = ["env", "--init-database", "--production"];

@@ -2,8 +2,6 @@
 //! with a real SQLite file in one of the two field shapes, a way to run the
 //! built binary against it, and snapshots that prove what a run touched.
 
-#![allow(dead_code)]
-
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
@@ -24,8 +22,8 @@ pub const NAME: &str = "Acme";
 /// `mai_client_` + md5("Acme")[..8], a vector from docs/mai-contract.md.
 pub const ACME_ID: &str = "mai_client_79d89452";
 
-pub const ALEMBIC_SQL: &str = include_str!("../fixtures/mai-alembic-schema.sql");
-pub const STARTUP_SQL: &str = include_str!("../fixtures/mai-startup-schema.sql");
+pub const ALEMBIC_SQL: &str = include_str!("../../fixtures/mai-alembic-schema.sql");
+pub const STARTUP_SQL: &str = include_str!("../../fixtures/mai-startup-schema.sql");
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_mai-provision");
 
@@ -316,6 +314,7 @@ impl Run {
         format!("{}{}", self.stdout, self.stderr)
     }
 
+    #[track_caller]
     pub fn assert_mentions(&self, needles: &[&str]) -> &Self {
         let all = self.output();
         for needle in needles {
@@ -326,6 +325,56 @@ impl Run {
         }
         self
     }
+
+    /// Assert that stderr's last line, the error an operator sees first
+    /// (and Kubernetes shows as the termination message), holds every
+    /// needle.
+    #[track_caller]
+    pub fn assert_last_line_mentions(&self, needles: &[&str]) -> &Self {
+        let last = self.stderr.lines().last().unwrap_or_default();
+        for needle in needles {
+            assert!(
+                last.contains(needle),
+                "the last line does not mention {needle:?}: {last}\nstderr:\n{}",
+                self.stderr
+            );
+        }
+        self
+    }
+
+    /// Assert that `text` appears nowhere in the output.
+    #[track_caller]
+    pub fn assert_absent(&self, text: &str) -> &Self {
+        assert!(
+            !self.output().contains(text),
+            "{text:?} appears in the output:\n{}",
+            self.output()
+        );
+        self
+    }
+
+    /// A hostile value must not reach the terminal raw: no escape
+    /// sequence, no carriage return, no forged log line.
+    #[track_caller]
+    pub fn assert_no_control_characters(&self) -> &Self {
+        let out = self.output();
+        assert!(
+            !out.chars().any(|c| c.is_control() && c != '\n'),
+            "a control character reached the output:\n{out:?}"
+        );
+        assert!(
+            !out.lines()
+                .any(|l| l.starts_with("OPENROUTER_") || l.starts_with("FAKE")),
+            "a forged line reached the output:\n{out}"
+        );
+        self
+    }
+}
+
+/// A named pipe at `path`.
+pub fn mkfifo(path: &Path) {
+    let made = Command::new("mkfifo").arg(path).status().expect("mkfifo");
+    assert!(made.success(), "mkfifo {}", path.display());
 }
 
 /// The values python-dotenv (as the application loads them) reads from a file.
@@ -515,7 +564,6 @@ pub fn without_dac_override_unchecked(cmd: &Command) -> Command {
 // live in tests/common/reliability.rs. Keep other suites' additions outside
 // this block.
 mod reliability;
-#[allow(unused_imports)]
 pub use reliability::*;
 // ---------------------------------------------------------------------------
 

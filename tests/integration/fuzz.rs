@@ -15,8 +15,6 @@
 //! (default fixed, so CI is reproducible) tune a run. A failure prints the
 //! seed and the offending names.
 
-mod common;
-
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -24,7 +22,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use mai_provision::envfile::{Document, render_value};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
@@ -71,7 +69,7 @@ fn is_invisible(c: char) -> bool {
 
 /// Names of 0 to 120 characters: mostly clean ones (to reach the quoting
 /// rules), some with a hostile character mixed in. NUL is left out: no
-/// environment variable can hold it (see tests/hostile.rs).
+/// environment variable can hold it (see hostile.rs).
 fn name() -> impl Strategy<Value = String> {
     let clean = prop::collection::vec(clean_char(), 0..120);
     let mixed = prop::collection::vec(prop_oneof![12 => clean_char(), 1 => hostile_char()], 0..120);

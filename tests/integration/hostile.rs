@@ -1,28 +1,25 @@
-//! The hostile input matrix: every input an attacker, a typo or a broken
-//! volume can hand the job, one test each. Each asserts the documented exit
-//! code, a message that names the variable or path and says what to do, no
-//! secret in the output, and that the database and the `.env` (indeed every
-//! file of the deployment) are byte for byte as they were.
+//! The hostile input matrix: every file, folder, mount and stored value an
+//! attacker, a typo or a broken volume can hand the job, one test each.
+//! Each asserts the documented exit code, a message that names the path
+//! and says what to do, no secret in the output, and that the database and
+//! the `.env` (indeed every file of the deployment) are byte for byte as
+//! they were.
 //!
-//! Some cases also have a test in `config_rules.rs` or `database_states.rs`;
-//! they are repeated here so that the matrix is complete in one place.
-//! Cases that need privileges (mounts, dropping root's file-permission
-//! override) are skipped loudly where those are not available.
+//! Hostile values of the variables (line breaks, `${…}`, escape sequences,
+//! secret files that are pipes, not UTF-8, over 64 KiB) are rows of the
+//! table in `config_rules.rs`. Cases that need privileges (mounts, dropping
+//! root's file-permission override) are skipped loudly where those are not
+//! available.
 
-mod common;
-
-use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::{ErrorKind, Write as _};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
-const CONFIG: i32 = 78;
 const DATA: i32 = 65;
 const NO_INPUT: i32 = 66;
 const CANNOT_CREATE: i32 = 73;
@@ -33,12 +30,6 @@ const NO_PERMISSION: i32 = 77;
 const EVIL_HOST: &str = "https://evil.example";
 
 // ------------------------------------------------------------------ helpers
-
-/// A named pipe at `path`.
-fn mkfifo(path: &Path) {
-    let made = Command::new("mkfifo").arg(path).status().expect("mkfifo");
-    assert!(made.success(), "mkfifo {}", path.display());
-}
 
 /// A named pipe `fifo.<ext>` in `dir`, and a device `null.<ext>` beside it
 /// where this user may make one (else a loud skip naming `check`).
@@ -88,63 +79,6 @@ fn refused(
     cmd.arg("--production");
     setup(&sandbox, &mut cmd);
     refused_by(&sandbox, cmd, case, code, needles)
-}
-
-/// Like `refused`, with one variable set to each value in turn.
-#[track_caller]
-fn refused_values(var: &str, values: &[&str], code: i32, needles: &[&str]) {
-    for value in values {
-        let run = refused(
-            &format!("{var}={value:?}"),
-            |_, cmd| {
-                cmd.env(var, value);
-            },
-            code,
-            needles,
-        );
-        assert_no_control_characters(&run);
-    }
-}
-
-/// A refused run whose key or secret comes from a file holding `bytes`.
-#[track_caller]
-fn refused_secret_file(file_var: &str, bytes: &[u8], needles: &[&str]) -> Run {
-    let direct = file_var.trim_end_matches("_FILE");
-    refused(
-        &format!("{file_var} holding {} bytes", bytes.len()),
-        |sandbox, cmd| {
-            let path = sandbox.path().join("secret-file");
-            fs::write(&path, bytes).unwrap();
-            cmd.env_remove(direct).env(file_var, path);
-        },
-        CONFIG,
-        needles,
-    )
-}
-
-#[track_caller]
-fn assert_absent(run: &Run, text: &str) {
-    assert!(
-        !run.output().contains(text),
-        "{text:?} appears in the output:\n{}",
-        run.output()
-    );
-}
-
-/// A hostile value must not reach the terminal raw: no escape sequence, no
-/// carriage return, no forged log line.
-#[track_caller]
-fn assert_no_control_characters(run: &Run) {
-    let out = run.output();
-    assert!(
-        !out.chars().any(|c| c.is_control() && c != '\n'),
-        "a control character reached the output:\n{out:?}"
-    );
-    assert!(
-        !out.lines()
-            .any(|l| l.starts_with("OPENROUTER_") || l.starts_with("FAKE")),
-        "a forged line reached the output:\n{out}"
-    );
 }
 
 /// A mount made for one test, removed when the test ends, also when it
@@ -227,134 +161,7 @@ fn as_unprivileged(sandbox: &Sandbox, cmd: Command) -> Option<Command> {
     cmd
 }
 
-// ------------------------------------------ control characters in the name
-
-#[test]
-fn a_newline_in_the_name_is_refused() {
-    let run = refused(
-        "newline",
-        |_, cmd| {
-            cmd.env(
-                "ORGANIZATION_NAME",
-                format!("Acme\nOPENROUTER_HOST={EVIL_HOST}"),
-            );
-        },
-        CONFIG,
-        &["ORGANIZATION_NAME", "U+000A", "printable characters only"],
-    );
-    assert_absent(&run, "evil.example");
-    assert_no_control_characters(&run);
-}
-
-#[test]
-fn a_carriage_return_in_the_name_is_refused() {
-    let run = refused(
-        "carriage return",
-        |_, cmd| {
-            cmd.env("ORGANIZATION_NAME", "Acme\rFAKE log line");
-        },
-        CONFIG,
-        &["ORGANIZATION_NAME", "U+000D", "printable characters only"],
-    );
-    assert_no_control_characters(&run);
-}
-
-#[test]
-fn an_escape_sequence_in_the_name_is_refused() {
-    // ESC [ (7-bit CSI), the 8-bit CSI U+009B, and an OSC title sequence.
-    for (name, code) in [
-        ("Acme \u{1b}[2J\u{1b}[31mCorp", "U+001B"),
-        ("Acme \u{9b}31mCorp", "U+009B"),
-        ("Acme \u{1b}]0;pwned\u{7}", "U+001B"),
-    ] {
-        let run = refused(
-            &format!("{name:?}"),
-            |_, cmd| {
-                cmd.env("ORGANIZATION_NAME", name);
-            },
-            CONFIG,
-            &[
-                "ORGANIZATION_NAME",
-                code,
-                "escape sequences are not allowed",
-            ],
-        );
-        assert_no_control_characters(&run);
-    }
-}
-
-/// NUL cannot be in an environment variable at all: execve takes C strings,
-/// so the value never reaches the job (Rust refuses to spawn it). Where a
-/// NUL can arrive, in a secret file, the next two tests refuse it.
-#[test]
-fn a_nul_in_the_name_cannot_reach_the_job() {
-    let sandbox = deployment();
-    let before = Untouched::record(&sandbox);
-    let mut cmd = sandbox.command();
-    cmd.arg("--production").env("ORGANIZATION_NAME", "Ac\0me");
-    let err = cmd
-        .output()
-        .expect_err("a NUL in a variable cannot be passed");
-    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
-    before.check(&sandbox, "NUL in the name");
-}
-
-#[test]
-fn a_nul_in_the_api_key_file_is_refused() {
-    let run = refused_secret_file(
-        "OPENROUTER_API_KEY_FILE",
-        format!("{}\0{}", &KEY[..30], &KEY[30..]).as_bytes(),
-        &[
-            "OPENROUTER_API_KEY_FILE",
-            "other than A-Z, a-z, 0-9",
-            "Copy the key",
-        ],
-    );
-    assert_absent(&run, &KEY[9..30]);
-}
-
-#[test]
-fn a_nul_in_the_secret_key_file_is_refused() {
-    refused_secret_file(
-        "WEBUI_SECRET_KEY_FILE",
-        b"FAKE-webui-secret\0Qx7Zp9Lm2Vb8\n",
-        &[
-            "WEBUI_SECRET_KEY_FILE",
-            "control character",
-            "printable characters only",
-        ],
-    );
-}
-
-// ------------------------------------ KEY=value injection, variable by variable
-
-#[test]
-fn injection_through_organization_name_is_refused() {
-    refused_values(
-        "ORGANIZATION_NAME",
-        &[
-            &format!("Acme\nOPENROUTER_HOST={EVIL_HOST}"),
-            &format!("Acme\r\nOPENROUTER_HOST={EVIL_HOST}"),
-            &format!("Acme'\nOPENROUTER_HOST='{EVIL_HOST}"),
-        ],
-        CONFIG,
-        &["ORGANIZATION_NAME", "printable characters only"],
-    );
-    // python-dotenv expands `${…}` in every quoting: the key would leak.
-    refused_values(
-        "ORGANIZATION_NAME",
-        &["Acme ${OPENROUTER_API_KEY}", "Acme ${WEBUI_SECRET_KEY:-x}"],
-        CONFIG,
-        &["ORGANIZATION_NAME", "${", "Change the value"],
-    );
-    // A quote that would close the quoting, with `$` that sh would expand.
-    refused_values(
-        "ORGANIZATION_NAME",
-        &["Acme' $(touch pwned) '", "Acme' `touch pwned` '"],
-        CONFIG,
-        &["ORGANIZATION_NAME", "single quote", "Change the value"],
-    );
-}
+// ------------------------------------------------------- KEY=value injection
 
 /// Injections that need no refusal: quoted so that python-dotenv, sh and
 /// Compose all read the very characters given, as the name and nothing
@@ -398,160 +205,18 @@ fn injection_through_organization_name_without_a_line_break_is_only_text() {
     }
 }
 
-#[test]
-fn injection_through_openrouter_api_key_is_refused() {
-    for value in [
-        format!("{KEY}\nOPENROUTER_HOST={EVIL_HOST}"),
-        format!("{KEY} OPENROUTER_HOST={EVIL_HOST}"),
-        format!("{KEY}'"),
-        format!("{KEY}$(id)"),
-    ] {
-        let run = refused(
-            "OPENROUTER_API_KEY",
-            |_, cmd| {
-                cmd.env("OPENROUTER_API_KEY", &value);
-            },
-            CONFIG,
-            &[
-                "OPENROUTER_API_KEY",
-                "other than A-Z, a-z, 0-9",
-                "Copy the key",
-            ],
-        );
-        assert_absent(&run, "evil.example");
-    }
-}
-
-#[test]
-fn injection_through_openrouter_api_key_file_is_refused() {
-    refused_secret_file(
-        "OPENROUTER_API_KEY_FILE",
-        format!("{KEY}\nOPENROUTER_HOST={EVIL_HOST}\n").as_bytes(),
-        &[
-            "OPENROUTER_API_KEY_FILE",
-            "other than A-Z, a-z, 0-9",
-            "line break",
-        ],
-    );
-}
-
-#[test]
-fn injection_through_openrouter_external_user_is_refused() {
-    refused_values(
-        "OPENROUTER_EXTERNAL_USER",
-        &[
-            &format!("mai_client_x\nOPENROUTER_HOST={EVIL_HOST}"),
-            "mai_client_x OPENROUTER_HOST=x",
-            "mai_client_x'",
-            "mai_client_${OPENROUTER_API_KEY}",
-        ],
-        CONFIG,
-        &[
-            "OPENROUTER_EXTERNAL_USER",
-            "3 to 64 characters from A-Z",
-            "unset it to derive one",
-        ],
-    );
-}
-
-#[test]
-fn injection_through_openrouter_host_is_refused() {
-    refused_values(
-        "OPENROUTER_HOST",
-        &[
-            "https://openrouter.ai/api/v1\nOPENROUTER_API_KEY=sk-or-v1-evil",
-            "https://openrouter.ai/api/v1 OPENROUTER_API_KEY=sk-or-v1-evil",
-            "https://openrouter.ai/${OPENROUTER_API_KEY}",
-            "https://openrouter.ai/\"x",
-        ],
-        CONFIG,
-        &[
-            "OPENROUTER_HOST",
-            "which a URL cannot hold",
-            "Use an http(s) URL",
-        ],
-    );
-    // URL characters that together defeat every quoting.
-    refused_values(
-        "OPENROUTER_HOST",
-        &["https://openrouter.ai/'$(id)'"],
-        CONFIG,
-        &["OPENROUTER_HOST", "single quote", "Change the value"],
-    );
-}
-
-#[test]
-fn injection_through_spending_limit_is_refused() {
-    refused_values(
-        "SPENDING_LIMIT",
-        &[
-            &format!("1000\nOPENROUTER_HOST={EVIL_HOST}"),
-            "1000 # OPENROUTER_HOST=x",
-            "1000'",
-        ],
-        CONFIG,
-        &["SPENDING_LIMIT", "is not a number", "SPENDING_LIMIT=1000"],
-    );
-}
-
-#[test]
-fn injection_through_model_ids_is_refused() {
-    refused_values(
-        "MODEL_IDS",
-        &[
-            &format!("openai/gpt-4o\nOPENROUTER_HOST={EVIL_HOST}"),
-            "openai/gpt-4o\"]}}' OPENROUTER_HOST='x",
-            "openai/gpt-4o,${OPENROUTER_API_KEY}",
-        ],
-        CONFIG,
-        &["MODEL_IDS", "invalid model id", "separated by commas"],
-    );
-}
-
-#[test]
-fn injection_through_webui_secret_key_is_refused() {
-    refused_values(
-        "WEBUI_SECRET_KEY",
-        &[
-            &format!("abc\nOPENROUTER_HOST={EVIL_HOST}"),
-            &format!("abc\rOPENROUTER_HOST={EVIL_HOST}"),
-        ],
-        CONFIG,
-        &[
-            "WEBUI_SECRET_KEY",
-            "control character",
-            "printable characters only",
-        ],
-    );
-    refused_values(
-        "WEBUI_SECRET_KEY",
-        &["abc${OPENROUTER_API_KEY}", "abc' $(id) '"],
-        CONFIG,
-        &["WEBUI_SECRET_KEY", "Change the value"],
-    );
-}
-
-#[test]
-fn injection_through_webui_secret_key_file_is_refused() {
-    refused_secret_file(
-        "WEBUI_SECRET_KEY_FILE",
-        format!("abc\nOPENROUTER_HOST={EVIL_HOST}\n").as_bytes(),
-        &[
-            "WEBUI_SECRET_KEY_FILE",
-            "control character",
-            "printable characters only",
-        ],
-    );
-}
-
 /// Not a variable, but it reaches the `.env` all the same: the secret key
 /// a previous run stored on the volume. Whoever can write the volume must
 /// not get a line of their choosing into the `.env`.
 #[test]
 fn injection_through_the_stored_secret_key_is_refused() {
-    for content in [
-        format!("abc\nOPENROUTER_HOST={EVIL_HOST}\n"),
-        "abc${OPENROUTER_API_KEY}".to_owned(),
+    for (content, hidden) in [
+        (
+            format!("abc\nOPENROUTER_HOST={EVIL_HOST}\n"),
+            "evil.example",
+        ),
+        ("abc${OPENROUTER_API_KEY}".to_owned(), "abc${"),
+        ("it's $weird".to_owned(), "$weird"),
     ] {
         let run = refused(
             "stored secret key",
@@ -567,7 +232,7 @@ fn injection_through_the_stored_secret_key_is_refused() {
                 "Set WEBUI_SECRET_KEY",
             ],
         );
-        assert_absent(&run, "internal error");
+        run.assert_absent("internal error").assert_absent(hidden);
     }
 }
 
@@ -593,7 +258,7 @@ fn stored_secret_key_that_is_no_key_file_is_refused() {
             DATA,
             &[".webui_secret_key", problem, "Set WEBUI_SECRET_KEY"],
         );
-        assert_absent(&run, "ENV_FILE");
+        run.assert_absent("ENV_FILE");
     }
     // A pipe would block the read for good. It lives outside the sandbox,
     // whose snapshot reads every file, so DATA_DIR points there.
@@ -640,7 +305,7 @@ fn hostile_text_in_the_env_and_the_database_is_quoted_escaped() {
         DATA,
         &["links this deployment to organization id", "evil\\n"],
     );
-    assert_no_control_characters(&run);
+    run.assert_no_control_characters();
 
     let sandbox = Sandbox::with_shape(Shape::Startup);
     sandbox
@@ -661,7 +326,7 @@ fn hostile_text_in_the_env_and_the_database_is_quoted_escaped() {
         DATA,
         &["already used by organization", "evil\\n", "own key"],
     );
-    assert_no_control_characters(&run);
+    run.assert_no_control_characters();
     // Another active organization only warns, and the run goes on.
     let sandbox = Sandbox::with_shape(Shape::Startup);
     sandbox
@@ -676,231 +341,7 @@ fn hostile_text_in_the_env_and_the_database_is_quoted_escaped() {
     let run = sandbox.run(&["--production"]);
     run.expect(0)
         .assert_mentions(&["other active organizations", "evil\\n"]);
-    assert_no_control_characters(&run);
-}
-
-// ------------------------------------------------------ size and encoding
-
-/// A 1 MB value. Linux refuses any one environment string over
-/// MAX_ARG_STRLEN (32 pages: 128 KiB with 4 KiB pages) before the job
-/// starts; where it does, the largest value that can arrive is used.
-#[test]
-fn a_1_mb_variable_is_refused() {
-    let sandbox = deployment();
-    let before = Untouched::record(&sandbox);
-    let mut value = "N".repeat(1024 * 1024);
-    let mut cmd = sandbox.command();
-    cmd.arg("--production").env("ORGANIZATION_NAME", &value);
-    let run = match cmd.output() {
-        Ok(out) => Run::from(out),
-        Err(e) if e.raw_os_error() == Some(7) => {
-            // E2BIG: the kernel refused the exec, nothing ran. The largest
-            // string is 128 KiB including `NAME=` and the NUL.
-            before.check(&sandbox, "1 MB refused by execve");
-            println!("execve refused 1 MiB (E2BIG); using the largest value it takes");
-            value.truncate(128 * 1024 - "ORGANIZATION_NAME=".len() - 1);
-            let mut cmd = sandbox.command();
-            cmd.arg("--production").env("ORGANIZATION_NAME", &value);
-            Run::from(cmd.output().expect("the largest variable execve takes"))
-        }
-        Err(e) => panic!("cannot run the binary: {e}"),
-    };
-    run.expect(CONFIG).assert_mentions(&[
-        &format!("ORGANIZATION_NAME is {} bytes long", value.len()),
-        "more than the 65536 bytes allowed",
-        "Check its value",
-    ]);
-    assert_absent(&run, "NNNN");
-    before.check(&sandbox, "1 MB variable");
-}
-
-#[test]
-fn invalid_utf8_in_a_variable_is_refused() {
-    for var in mai_provision::config::VARIABLES {
-        let run = refused(
-            var.name,
-            |_, cmd| {
-                cmd.env(var.name, OsStr::from_bytes(b"Acme \xff\xfe Corp"));
-            },
-            CONFIG,
-            &[
-                &format!("{} is not valid UTF-8", var.name),
-                "Set it to UTF-8 text",
-            ],
-        );
-        assert_no_control_characters(&run);
-    }
-    // Through the OsString API as well, for the name.
-    let raw: OsString = OsString::from_vec(b"Zur\xfcich AG".to_vec());
-    refused(
-        "latin-1 name",
-        |_, cmd| {
-            cmd.env("ORGANIZATION_NAME", &raw);
-        },
-        CONFIG,
-        &[
-            "ORGANIZATION_NAME is not valid UTF-8",
-            "Set it to UTF-8 text",
-        ],
-    );
-}
-
-// --------------------------------------------------------------- MARKUP_RATE
-
-#[track_caller]
-fn markup_rate_refused(value: &str, needles: &[&str]) {
-    let mut all = vec!["MARKUP_RATE", "MARKUP_RATE=1.3"];
-    all.extend_from_slice(needles);
-    refused_values("MARKUP_RATE", &[value], CONFIG, &all);
-}
-
-#[test]
-fn markup_rate_nan_is_refused() {
-    markup_rate_refused("NaN", &["must be a finite number"]);
-}
-
-#[test]
-fn markup_rate_inf_is_refused() {
-    markup_rate_refused("inf", &["must be a finite number"]);
-}
-
-#[test]
-fn markup_rate_minus_1_is_refused() {
-    markup_rate_refused("-1", &["must be greater than 0"]);
-}
-
-#[test]
-fn markup_rate_0_is_refused() {
-    markup_rate_refused("0", &["must be greater than 0"]);
-}
-
-#[test]
-fn markup_rate_1e400_is_refused() {
-    markup_rate_refused("1e400", &["must be a finite number"]);
-}
-
-#[test]
-fn markup_rate_with_a_decimal_comma_is_refused() {
-    markup_rate_refused("1,3", &["uses a comma", "Write the decimal with a dot"]);
-}
-
-// ------------------------------------------------------------ secret files
-
-#[test]
-fn api_key_and_api_key_file_both_set_are_refused() {
-    refused(
-        "both",
-        |sandbox, cmd| {
-            let path = sandbox.path().join("key");
-            fs::write(&path, KEY).unwrap();
-            cmd.env("OPENROUTER_API_KEY_FILE", path);
-        },
-        CONFIG,
-        &[
-            "OPENROUTER_API_KEY and OPENROUTER_API_KEY_FILE are both set",
-            "Set only one of them",
-        ],
-    );
-}
-
-#[test]
-fn api_key_file_missing_is_refused() {
-    refused(
-        "missing",
-        |sandbox, cmd| {
-            cmd.env_remove("OPENROUTER_API_KEY").env(
-                "OPENROUTER_API_KEY_FILE",
-                sandbox.path().join("no-such-key"),
-            );
-        },
-        CONFIG,
-        &[
-            "OPENROUTER_API_KEY_FILE=",
-            "no-such-key",
-            "it does not exist",
-            "Point it at the mounted secret file",
-        ],
-    );
-}
-
-#[test]
-fn api_key_file_that_is_a_directory_is_refused() {
-    refused(
-        "directory",
-        |sandbox, cmd| {
-            cmd.env_remove("OPENROUTER_API_KEY")
-                .env("OPENROUTER_API_KEY_FILE", sandbox.path().join("shared"));
-        },
-        CONFIG,
-        &[
-            "OPENROUTER_API_KEY_FILE=",
-            "is a directory",
-            "Point it at the file inside the mounted secret",
-        ],
-    );
-}
-
-#[test]
-fn api_key_file_of_10_mb_is_refused() {
-    let mut bytes = KEY.as_bytes().to_vec();
-    bytes.resize(10 * 1024 * 1024, b'a');
-    let started = Instant::now();
-    refused_secret_file(
-        "OPENROUTER_API_KEY_FILE",
-        &bytes,
-        &[
-            "OPENROUTER_API_KEY_FILE=",
-            "larger than 65536 bytes",
-            "holds only the secret",
-        ],
-    );
-    assert!(started.elapsed() < Duration::from_secs(10));
-}
-
-#[test]
-fn api_key_file_dev_zero_is_refused_without_hanging() {
-    let started = Instant::now();
-    refused(
-        "/dev/zero",
-        |_, cmd| {
-            cmd.env_remove("OPENROUTER_API_KEY")
-                .env("OPENROUTER_API_KEY_FILE", "/dev/zero");
-        },
-        CONFIG,
-        &[
-            "OPENROUTER_API_KEY_FILE=/dev/zero",
-            "not a regular file",
-            "Point it at the mounted secret file",
-        ],
-    );
-    assert!(started.elapsed() < Duration::from_secs(10));
-}
-
-// ------------------------------------------------------------------ DATA_DIR
-
-/// In every mode: the default (env) mode reads the stored secret key from
-/// DATA_DIR, the database modes the database too.
-#[test]
-fn data_dir_that_is_a_file_is_refused() {
-    for mode in ["--production", "--init-database", ""] {
-        let sandbox = Sandbox::new();
-        sandbox.write_env(&existing_env());
-        fs::remove_dir(sandbox.data_dir()).unwrap();
-        fs::write(sandbox.data_dir(), "not a directory").unwrap();
-        let mut cmd = sandbox.command();
-        cmd.args(Some(mode).filter(|m| !m.is_empty()));
-        refused_by(
-            &sandbox,
-            cmd,
-            &format!("DATA_DIR is a file, {mode:?}"),
-            CONFIG,
-            &[
-                "DATA_DIR",
-                "is not a directory",
-                "Point DATA_DIR at the application's data volume",
-            ],
-        );
-    }
+    run.assert_no_control_characters();
 }
 
 // ------------------------------------------------------------- the database
@@ -984,10 +425,9 @@ fn database_of_zero_bytes_with_create_schema_is_filled() {
     assert_eq!(rows[0].id, ACME_ID);
 }
 
+/// Random bytes, and SQLite's header followed by garbage.
 #[test]
-fn database_of_random_bytes_is_refused() {
-    let sandbox = Sandbox::new();
-    sandbox.write_env(&existing_env());
+fn database_that_is_not_sqlite_is_refused() {
     // A fixed pseudo-random sequence (a 64-bit LCG): the same in every run.
     let mut state = 0x9e37_79b9_7f4a_7c15_u64;
     let noise: Vec<u8> = (0..64 * 1024)
@@ -998,20 +438,21 @@ fn database_of_random_bytes_is_refused() {
             (state >> 56) as u8
         })
         .collect();
-    fs::write(sandbox.db_path(), noise).unwrap();
-    let mut cmd = sandbox.command();
-    cmd.arg("--production");
-    refused_by(
-        &sandbox,
-        cmd,
-        "random bytes",
-        DATA,
-        &[
-            "webui.db",
+    let header = b"SQLite format 3\0this is not really a database at all".to_vec();
+    for (case, bytes) in [("random bytes", noise), ("a header only", header)] {
+        let sandbox = Sandbox::new();
+        sandbox.write_env(&existing_env());
+        fs::write(sandbox.db_path(), bytes).unwrap();
+        let mut cmd = sandbox.command();
+        cmd.arg("--production");
+        let needles = [
+            &sandbox.db_path().display().to_string(),
             "is not a SQLite database",
             "Check DATA_DIR/DATABASE_URL",
-        ],
-    );
+            "the file was left as it was",
+        ];
+        refused_by(&sandbox, cmd, case, DATA, &needles).assert_last_line_mentions(&needles);
+    }
 }
 
 #[test]
@@ -1034,7 +475,7 @@ fn database_truncated_copy_is_refused() {
         DATA,
         &["webui.db", "is corrupt", "Restore it from a backup"],
     );
-    assert_no_control_characters(&run);
+    run.assert_no_control_characters();
 }
 
 #[test]
@@ -1085,28 +526,6 @@ fn database_that_is_a_pipe_or_a_device_is_refused() {
     }
 }
 
-#[test]
-fn read_only_database_file_is_refused() {
-    let sandbox = deployment();
-    fs::set_permissions(sandbox.db_path(), fs::Permissions::from_mode(0o444)).unwrap();
-    let mut cmd = sandbox.command();
-    cmd.arg("--production");
-    let Some(cmd) = as_unprivileged(&sandbox, cmd) else {
-        return;
-    };
-    refused_by(
-        &sandbox,
-        cmd,
-        "read-only database",
-        NO_PERMISSION,
-        &[
-            "webui.db",
-            "is read-only for this user",
-            "fix the file's permissions",
-        ],
-    );
-}
-
 /// The advice must fit who runs the job. A job that already is the file's
 /// owner (root, in the compose deployment) is not helped by "run as the
 /// volume's owner (uid 0)": the file's mode is what keeps it out.
@@ -1126,12 +545,14 @@ fn read_only_database_file_of_this_user_blames_the_mode() {
         NO_PERMISSION,
         &[
             "webui.db",
+            "is read-only for this user",
+            "fix the file's permissions",
             "its mode 0444 keeps its owner",
             "this run already is uid",
             "chmod u+w",
         ],
     );
-    assert_absent(&run, "Run as the volume's owner");
+    run.assert_absent("Run as the volume's owner");
 }
 
 /// Root without the permission override, on a file another user owns:
@@ -1194,8 +615,8 @@ fn database_on_a_read_only_file_system_is_refused() {
             "Remount the data volume read-write",
         ],
     );
-    assert_absent(&run, "Run as the volume's owner");
-    assert_absent(&run, "chmod");
+    run.assert_absent("Run as the volume's owner");
+    run.assert_absent("chmod");
 }
 
 /// Another process holding SQLite's lock, until dropped. It must be a
@@ -1285,18 +706,16 @@ fn database_locked_past_the_timeout_exits_75() {
 
 #[test]
 fn env_file_in_a_missing_directory_is_refused() {
-    refused(
-        "missing directory",
-        |sandbox, cmd| {
-            cmd.env("ENV_FILE", sandbox.path().join("nowhere/.env"));
-        },
-        CANNOT_CREATE,
-        &[
-            "nowhere/.env",
-            "does not exist",
-            "Create it or mount the shared volume there",
-        ],
-    );
+    let sandbox = deployment();
+    let path = sandbox.path().join("nowhere/.env");
+    let mut cmd = sandbox.command();
+    cmd.arg("--production").env("ENV_FILE", &path);
+    let needles = [
+        &format!("the directory of {} does not exist", path.display()),
+        "Create it or mount the shared volume there",
+    ];
+    refused_by(&sandbox, cmd, "missing directory", CANNOT_CREATE, &needles)
+        .assert_last_line_mentions(&needles);
 }
 
 #[test]
@@ -1627,63 +1046,5 @@ fn lock_files_that_are_links_are_refused_and_never_followed() {
             ],
         );
         assert!(!target.exists(), "{lock}: the link's target was created");
-    }
-}
-
-/// A `.env` written over the key store, the database or a lock file would
-/// destroy it: refused before anything is touched.
-#[test]
-fn env_file_on_another_file_of_the_job_is_refused() {
-    for (target, what) in [
-        ("data/.webui_secret_key", "the key store"),
-        ("data/webui.db", "the database"),
-        ("data/.mai-provision.lock", "a lock file"),
-        ("data/../data/webui.db", "the database"),
-    ] {
-        let sandbox = deployment();
-        fs::write(sandbox.secret_store(), SECRET_KEY).unwrap();
-        let path = sandbox.path().join(target);
-        let mut cmd = sandbox.command();
-        cmd.arg("--production").env("ENV_FILE", &path);
-        refused_by(
-            &sandbox,
-            cmd,
-            &format!("ENV_FILE={target}"),
-            CONFIG,
-            &["ENV_FILE", what],
-        );
-    }
-    let sandbox = deployment();
-    let mut cmd = sandbox.command();
-    cmd.arg("--production")
-        .env("WEBUI_SECRET_KEY_STORE", sandbox.db_path());
-    refused_by(
-        &sandbox,
-        cmd,
-        "the key store on the database",
-        CONFIG,
-        &["WEBUI_SECRET_KEY_STORE", "the database"],
-    );
-}
-
-/// Absurd values that parse as numbers are refused with their bounds.
-#[test]
-fn absurd_markup_rates_and_open_file_modes_are_refused() {
-    for (var, value, needle) in [
-        ("MARKUP_RATE", "1e-300", "at least 0.1"),
-        ("MARKUP_RATE", "0.01", "at least 0.1"),
-        ("ENV_FILE_MODE", "0606", "gives other users access"),
-        ("ENV_FILE_MODE", "0777", "gives other users access"),
-    ] {
-        let sandbox = deployment();
-        let mut cmd = sandbox.command();
-        cmd.arg("--production").env(var, value);
-        refused_by(
-            &sandbox,
-            cmd,
-            &format!("{var}={value}"),
-            CONFIG,
-            &[var, needle],
-        );
     }
 }

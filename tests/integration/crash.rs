@@ -7,12 +7,10 @@
 //! `MAI_PROVISION_CRASH_RUNS` sets the number of random kills (default
 //! 200); `MAI_PROVISION_CRASH_SEED` replays a sequence of delays.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 

@@ -2,12 +2,11 @@
 //! the job accepts must read back unchanged from the `.env` in python-dotenv
 //! (the application), `sh` (`set -a; . .env`) and Docker Compose's
 //! `env_file`, and land unchanged in the database row. Names that no quoting
-//! can carry to all three are refused with exit 78 before anything is
-//! written.
+//! can carry to all three are refused before anything is written: each
+//! reason is a unit test in src/config/tests.rs, and the refusal through
+//! the binary is a row of the table in `config_rules.rs`.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use mai_provision::envfile::{Document, render_value};
 use mai_provision::identity::derive;
 
@@ -51,21 +50,6 @@ const ACCEPTED: &[(&str, &str)] = &[
     ("Non\u{a0}Breaking", "Non\u{a0}Breaking"),
     ("   Spaced Name   ", "Spaced Name"),
     ("\t Tabbed & trimmed \t", "Tabbed & trimmed"),
-];
-
-/// Names no quoting reads back the same everywhere, and a word the
-/// refusal must mention.
-const REFUSED: &[(&str, &str)] = &[
-    ("Acme ${HOME}", "${"),
-    ("Price ${", "${"),
-    ("${X} Corp", "${"),
-    ("O'Brien $5", "single quote"),
-    ("It's $HOME", "single quote"),
-    ("it's `cmd`", "single quote"),
-    ("C:\\\\Temp $5", "double backslash"),
-    ("Acme\\", "backslash"),
-    ("Acme \\   ", "backslash"),
-    ("Double\\\\", "backslash"),
 ];
 
 /// The binary writes a name, and every reader gets exactly the name back.
@@ -138,33 +122,6 @@ fn accepted_names_land_unchanged_in_the_database_row() {
         let python = python_dotenv(&sandbox.env_path());
         assert_eq!(python["ORGANIZATION_NAME"], name, "{raw:?}");
         assert_eq!(python["OPENROUTER_EXTERNAL_USER"], rows[0].id, "{raw:?}");
-    }
-}
-
-/// A refused name stops the job before it writes: the existing `.env`,
-/// the database and everything else stay as they were, and a first boot
-/// gets no `.env` at all.
-#[test]
-fn unrepresentable_names_are_refused_with_78_and_touch_nothing() {
-    for &(raw, reason) in REFUSED {
-        assert!(render_value(raw.trim()).is_err(), "{raw:?} renders");
-
-        let sandbox = Sandbox::with_shape(Shape::Startup);
-        sandbox.write_env("# operator's file\nORGANIZATION_NAME=Old\nOTHER='x y'\n");
-        let before = sandbox.snapshot();
-        let run = sandbox.run_with(&["--init-database"], &[("ORGANIZATION_NAME", raw)]);
-        run.expect(78)
-            .assert_mentions(&["ORGANIZATION_NAME", reason]);
-        before.assert_same(&sandbox.snapshot(), &format!("{raw:?} refused"));
-        assert!(sandbox.rows().is_empty(), "{raw:?}");
-
-        let fresh = Sandbox::new();
-        let before = fresh.snapshot();
-        fresh
-            .run_with(&[], &[("ORGANIZATION_NAME", raw)])
-            .expect(78);
-        before.assert_same(&fresh.snapshot(), &format!("{raw:?} refused on first boot"));
-        assert!(!fresh.env_path().exists(), "{raw:?}");
     }
 }
 

@@ -1,12 +1,12 @@
-//! The operator's view: `--dry-run`, `--check`, `--output json`,
-//! `LOG_FORMAT=json`, and the wording of the errors an operator meets most.
-
-mod common;
+//! The operator's view: `--dry-run`, `--check`, `--output json` and
+//! `LOG_FORMAT=json`. The errors an operator meets most are checked with
+//! their case, each on stderr's last line: the configuration's in
+//! `config_rules.rs`, the database's in `database_states.rs` and
+//! `hostile.rs`, a held lock in `concurrency.rs`.
 
 use std::fs;
-use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value as Json;
 
 #[test]
@@ -130,13 +130,16 @@ fn json_output_is_one_object_with_the_documented_fields() {
 
 #[test]
 fn json_output_reports_errors_too() {
-    let sandbox = Sandbox::new();
-    let run = sandbox.run_with(&["--output", "json"], &[("MARKUP_RATE", "NaN")]);
-    run.expect(78);
-    let report: Json = serde_json::from_str(run.stdout.trim()).unwrap();
+    let sandbox = deployment();
+    let mut cmd = sandbox.command();
+    cmd.args(["--production", "--output", "json"])
+        .env("MARKUP_RATE", "1,3");
+    let run = refused_by(&sandbox, cmd, "json", 78, &["MARKUP_RATE"]);
+    let report: Json = serde_json::from_str(run.stdout.trim()).expect("one JSON report on stdout");
     assert_eq!(report["status"], "error");
     assert_eq!(report["exit_code"], 78);
-    assert!(report["error"].as_str().unwrap().contains("MARKUP_RATE"));
+    let error = report["error"].as_str().unwrap();
+    assert!(error.starts_with("MARKUP_RATE uses a comma"), "{error}");
 }
 
 #[test]
@@ -181,210 +184,6 @@ fn the_last_log_line_sums_up_the_run() {
     assert!(last.contains("row updated (markup_rate)"), "{last}");
 }
 
-// The errors an operator meets most: each names what, where, and what to do.
-
-fn error_line(run: &Run) -> String {
-    run.stderr.lines().last().unwrap_or_default().to_owned()
-}
-
-#[test]
-fn error_missing_organization_name() {
-    let sandbox = Sandbox::new();
-    let mut cmd = sandbox.command();
-    cmd.env_remove("ORGANIZATION_NAME");
-    let run = Run::from(cmd.output().unwrap());
-    run.expect(78);
-    let line = error_line(&run);
-    assert!(
-        line.contains("ORGANIZATION_NAME is not set. Set it to the client organization's name"),
-        "{line}"
-    );
-}
-
-#[test]
-fn error_missing_api_key() {
-    let sandbox = Sandbox::new();
-    let mut cmd = sandbox.command();
-    cmd.env_remove("OPENROUTER_API_KEY");
-    let run = Run::from(cmd.output().unwrap());
-    run.expect(78);
-    let line = error_line(&run);
-    assert!(line.contains("OPENROUTER_API_KEY is not set"), "{line}");
-    assert!(line.contains("OPENROUTER_API_KEY_FILE"), "{line}");
-}
-
-#[test]
-fn error_api_key_of_the_wrong_kind() {
-    let run = Sandbox::new().run_with(
-        &[],
-        &[("OPENROUTER_API_KEY", "sk-proj-0123456789abcdefghijkl")],
-    );
-    run.expect(78);
-    let line = error_line(&run);
-    assert!(
-        line.contains("OPENROUTER_API_KEY does not start with `sk-or-`"),
-        "{line}"
-    );
-    assert!(
-        line.contains("https://openrouter.ai/settings/keys"),
-        "{line}"
-    );
-}
-
-#[test]
-fn error_renamed_organization() {
-    let sandbox = Sandbox::new();
-    sandbox.run(&[]).expect(0);
-    let run = sandbox.run_with(&[], &[("ORGANIZATION_NAME", "Acme Sp. z o.o.")]);
-    run.expect(65);
-    let line = error_line(&run);
-    assert!(
-        line.contains(&format!(
-            "links this deployment to organization id {ACME_ID}"
-        )),
-        "{line}"
-    );
-    assert!(
-        line.contains(&format!(
-            "keep its usage history by setting OPENROUTER_EXTERNAL_USER={ACME_ID}"
-        )),
-        "{line}"
-    );
-    assert!(
-        line.contains(&sandbox.env_path().display().to_string()),
-        "{line}"
-    );
-}
-
-#[test]
-fn error_application_not_migrated() {
-    let sandbox = Sandbox::new();
-    sandbox.sql("CREATE TABLE alembic_version (version_num TEXT);");
-    let run = sandbox.run(&["--production"]);
-    run.expect(65);
-    let line = error_line(&run);
-    assert!(line.contains("has no table client_organizations"), "{line}");
-    assert!(
-        line.contains(&sandbox.db_path().display().to_string()),
-        "{line}"
-    );
-    assert!(
-        line.contains("Let the mAI application run its migrations first"),
-        "{line}"
-    );
-}
-
-#[test]
-fn error_key_used_by_another_organization() {
-    let sandbox = Sandbox::with_shape(Shape::Startup);
-    sandbox.sql(&format!(
-        "INSERT INTO client_organizations (id, name, openrouter_api_key, created_at, updated_at) \
-         VALUES ('mai_client_beta', 'Beta GmbH', '{KEY}', 5, 6)"
-    ));
-    let run = sandbox.run(&["--production"]);
-    run.expect(65);
-    let line = error_line(&run);
-    assert!(
-        line.contains("already used by organization \"Beta GmbH\" (id mai_client_beta)"),
-        "{line}"
-    );
-    assert!(
-        line.contains("Give this organization its own key"),
-        "{line}"
-    );
-}
-
-#[test]
-fn error_lock_held_by_another_run() {
-    let sandbox = Sandbox::with_shape(Shape::Startup);
-    let lock_path = sandbox.data_dir().join(".mai-provision.lock");
-    let holder = fs::File::create(&lock_path).unwrap();
-    fs2::FileExt::lock_exclusive(&holder).unwrap();
-    let started = Instant::now();
-    let run = sandbox.run_with(&["--production"], &[("LOCK_TIMEOUT", "1")]);
-    run.expect(75);
-    assert!(started.elapsed() < Duration::from_secs(3));
-    let line = error_line(&run);
-    assert!(
-        line.contains("another mai-provision run has held"),
-        "{line}"
-    );
-    assert!(line.contains(".mai-provision.lock"), "{line}");
-    assert!(line.contains("raise LOCK_TIMEOUT"), "{line}");
-}
-
-#[test]
-fn error_env_file_directory_missing() {
-    let sandbox = Sandbox::new();
-    let run = sandbox.run_with(&[], &[("ENV_FILE", "/nonexistent-mount/.env")]);
-    run.expect(73);
-    let line = error_line(&run);
-    assert!(
-        line.contains("the directory of /nonexistent-mount/.env does not exist"),
-        "{line}"
-    );
-    assert!(line.contains("mount the shared volume"), "{line}");
-}
-
-#[test]
-fn error_database_required() {
-    let run = Sandbox::new().run_with(&["--init-database"], &[("REQUIRE_DATABASE", "true")]);
-    run.expect(66);
-    let line = error_line(&run);
-    assert!(
-        line.contains("does not exist yet and REQUIRE_DATABASE=true"),
-        "{line}"
-    );
-    assert!(
-        line.contains("check that the data volume is mounted at DATA_DIR"),
-        "{line}"
-    );
-}
-
-#[test]
-fn error_unsupported_database_url() {
-    let run = Sandbox::new().run_with(
-        &["--production"],
-        &[("DATABASE_URL", "postgresql://db/webui")],
-    );
-    run.expect(78);
-    let line = error_line(&run);
-    assert!(
-        line.contains("DATABASE_URL uses the unsupported scheme `postgresql`"),
-        "{line}"
-    );
-    assert!(line.contains("supports only SQLite files"), "{line}");
-}
-
-#[test]
-fn error_markup_rate_with_a_comma() {
-    let run = Sandbox::new().run_with(&[], &[("MARKUP_RATE", "1,3")]);
-    run.expect(78);
-    let line = error_line(&run);
-    assert!(
-        line.contains("MARKUP_RATE uses a comma. Write the decimal with a dot"),
-        "{line}"
-    );
-}
-
-#[test]
-fn error_corrupt_database() {
-    let sandbox = Sandbox::new();
-    fs::write(
-        sandbox.db_path(),
-        b"SQLite format 3\0this is not really a database at all",
-    )
-    .unwrap();
-    let run = sandbox.run(&["--production"]);
-    run.expect(65);
-    let line = error_line(&run);
-    assert!(
-        line.contains(&sandbox.db_path().display().to_string()),
-        "{line}"
-    );
-    assert!(line.contains("the file was left as it was"), "{line}");
-}
-
 #[test]
 fn dry_run_on_a_wal_database_leaves_no_side_files() {
     let sandbox = Sandbox::with_shape(Shape::Startup);
@@ -418,44 +217,6 @@ fn summaries_say_what_would_happen_and_count_right() {
     );
     two.expect(0)
         .assert_mentions(&[".env written (1 key changed)"]);
-}
-
-/// After a rename with the same key, starting a new id would only hit a
-/// key conflict: the message offers the way that works.
-#[test]
-fn error_renamed_organization_offers_only_what_works() {
-    let sandbox = Sandbox::with_shape(Shape::Startup);
-    sandbox.run(&["--production"]).expect(0);
-    let run = sandbox.run_with(
-        &["--production"],
-        &[("ORGANIZATION_NAME", "Acme Sp. z o.o.")],
-    );
-    run.expect(65);
-    let line = error_line(&run);
-    assert!(
-        line.contains(&format!("OPENROUTER_EXTERNAL_USER={ACME_ID}")),
-        "{line}"
-    );
-    let new_id = mai_provision::identity::derive("Acme Sp. z o.o.");
-    assert!(
-        !line.contains(&format!("OPENROUTER_EXTERNAL_USER={new_id}")),
-        "{line}"
-    );
-    assert!(line.contains("needs its own OpenRouter key"), "{line}");
-    // With another key, the new id is a real way out, and offered.
-    let other = sandbox.run_with(
-        &["--production"],
-        &[
-            ("ORGANIZATION_NAME", "Acme Sp. z o.o."),
-            ("OPENROUTER_API_KEY", OTHER_KEY),
-        ],
-    );
-    other.expect(65);
-    assert!(
-        error_line(&other).contains(&format!("OPENROUTER_EXTERNAL_USER={new_id}")),
-        "{}",
-        error_line(&other)
-    );
 }
 
 /// LOG_LEVEL=debug tells each step: the configuration, the locks, what

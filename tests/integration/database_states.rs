@@ -2,11 +2,7 @@
 //! application's, a file that is not a database, a key or an id that
 //! belongs to someone else. Each leaves every file byte for byte as it was.
 
-mod common;
-
-use std::fs;
-
-use common::*;
+use crate::common::*;
 
 /// Run with `--production`, expect `code`, and check nothing changed.
 #[track_caller]
@@ -29,6 +25,19 @@ fn a_missing_usage_table_is_named() {
             &["client_model_daily_usage", "migrations"],
         );
     }
+}
+
+/// The application has begun to migrate (its version table exists) but
+/// has not created its tables: the advice is to let it finish.
+#[test]
+fn a_database_the_application_has_not_migrated_is_named() {
+    let sandbox = Sandbox::new();
+    sandbox.sql("CREATE TABLE alembic_version (version_num TEXT);");
+    refused(&sandbox, 65, &[], &["client_organizations"]).assert_last_line_mentions(&[
+        &sandbox.db_path().display().to_string(),
+        "has no table client_organizations",
+        "Let the mAI application run its migrations first",
+    ]);
 }
 
 #[test]
@@ -65,42 +74,6 @@ fn a_text_timestamp_column_is_refused() {
 }
 
 #[test]
-fn random_bytes_are_not_a_database() {
-    let sandbox = Sandbox::new();
-    let noise: Vec<u8> = (0..8192u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
-    fs::write(sandbox.db_path(), noise).unwrap();
-    refused(&sandbox, 65, &[], &["not a SQLite database"]);
-}
-
-#[test]
-fn a_truncated_database_is_refused() {
-    let sandbox = Sandbox::with_shape(Shape::Startup);
-    // Fill the table past one page so that truncation cuts into it.
-    sandbox.sql(
-        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 400) \
-         INSERT INTO client_organizations (id, name, openrouter_api_key, is_active, created_at, updated_at) \
-         SELECT 'org' || i, 'Org ' || i, 'sk-or-v1-k' || i, 0, 1, 1 FROM n;",
-    );
-    let bytes = fs::read(sandbox.db_path()).unwrap();
-    fs::write(sandbox.db_path(), &bytes[..bytes.len() / 2]).unwrap();
-    let run = refused(&sandbox, 65, &[], &["webui.db"]);
-    assert!(
-        run.output().contains("corrupt") || run.output().contains("malformed"),
-        "{}",
-        run.output()
-    );
-}
-
-#[test]
-fn a_directory_where_the_database_should_be_is_refused() {
-    let sandbox = Sandbox::new();
-    fs::create_dir(sandbox.db_path()).unwrap();
-    refused(&sandbox, 65, &[], &["is a directory"]);
-}
-
-#[test]
 fn a_key_held_by_another_organization_names_it() {
     for shape in SHAPES {
         let sandbox = Sandbox::with_shape(shape);
@@ -113,10 +86,17 @@ fn a_key_held_by_another_organization_names_it() {
             65,
             &[],
             &["Other Corp", "mai_client_other", "own key"],
-        );
+        )
+        .assert_last_line_mentions(&[
+            "already used by organization \"Other Corp\" (id mai_client_other)",
+            "Give this organization its own key",
+        ]);
     }
 }
 
+/// The `.env` links the deployment to an id that is not the name's: one
+/// it got elsewhere, or the old name's after a rename. The message names
+/// the `.env`, its id and how to keep that id's usage history.
 #[test]
 fn another_id_in_the_env_is_an_identity_mismatch() {
     let sandbox = Sandbox::with_shape(Shape::Startup);
@@ -130,7 +110,53 @@ fn another_id_in_the_env_is_an_identity_mismatch() {
             ACME_ID,
             "OPENROUTER_EXTERNAL_USER=mai_client_deadbeef",
         ],
+    )
+    .assert_last_line_mentions(&[
+        &sandbox.env_path().display().to_string(),
+        "links this deployment to organization id mai_client_deadbeef",
+        "keep its usage history by setting OPENROUTER_EXTERNAL_USER=mai_client_deadbeef",
+    ]);
+
+    // Renamed after a first run.
+    let sandbox = Sandbox::new();
+    sandbox.run(&[]).expect(0);
+    let mut cmd = sandbox.command();
+    cmd.env("ORGANIZATION_NAME", "Acme Sp. z o.o.");
+    refused_by(&sandbox, cmd, "renamed", 65, &[]).assert_last_line_mentions(&[
+        &sandbox.env_path().display().to_string(),
+        &format!("links this deployment to organization id {ACME_ID}"),
+        &format!("keep its usage history by setting OPENROUTER_EXTERNAL_USER={ACME_ID}"),
+    ]);
+}
+
+/// After a rename with the same key, starting a new id would only hit a
+/// key conflict: the refusal offers the way that works.
+#[test]
+fn a_rename_with_the_same_key_offers_only_what_works() {
+    let sandbox = Sandbox::with_shape(Shape::Startup);
+    sandbox.run(&["--production"]).expect(0);
+    let new_id = mai_provision::identity::derive("Acme Sp. z o.o.");
+    let mut cmd = sandbox.command();
+    cmd.args(["--production"])
+        .env("ORGANIZATION_NAME", "Acme Sp. z o.o.");
+    let run = refused_by(&sandbox, cmd, "renamed, same key", 65, &[]);
+    run.assert_last_line_mentions(&[
+        &format!("OPENROUTER_EXTERNAL_USER={ACME_ID}"),
+        "needs its own OpenRouter key",
+    ]);
+    assert!(
+        !run.stderr
+            .contains(&format!("OPENROUTER_EXTERNAL_USER={new_id}")),
+        "{}",
+        run.stderr
     );
+    // With another key, the new id is a real way out, and offered.
+    let mut cmd = sandbox.command();
+    cmd.args(["--production"])
+        .env("ORGANIZATION_NAME", "Acme Sp. z o.o.")
+        .env("OPENROUTER_API_KEY", OTHER_KEY);
+    refused_by(&sandbox, cmd, "renamed, new key", 65, &[])
+        .assert_last_line_mentions(&[&format!("OPENROUTER_EXTERNAL_USER={new_id}")]);
 }
 
 #[test]
@@ -174,35 +200,4 @@ fn the_same_id_under_another_name_is_a_rename_to_confirm() {
     let row = sandbox.row(ACME_ID);
     assert_eq!(row.name, NAME);
     assert_eq!(row.created_at, rusqlite::types::Value::Integer(5));
-}
-
-#[test]
-fn a_read_only_database_is_a_permission_error() {
-    use std::os::unix::fs::PermissionsExt;
-    let sandbox = Sandbox::with_shape(Shape::Startup);
-    let probe = sandbox.path().join("unreadable");
-    fs::write(&probe, "x").unwrap();
-    fs::set_permissions(&probe, fs::Permissions::from_mode(0o000)).unwrap();
-    fs::set_permissions(sandbox.db_path(), fs::Permissions::from_mode(0o444)).unwrap();
-    let mut cmd = sandbox.command();
-    cmd.arg("--production");
-    let Some(cmd) = without_dac_override(cmd, probe.to_str().unwrap()) else {
-        return;
-    };
-    fs::remove_file(&probe).unwrap();
-    refused_by(
-        &sandbox,
-        cmd,
-        "a read-only database",
-        77,
-        &["read-only", "webui.db"],
-    );
-}
-
-#[test]
-fn a_data_dir_that_is_a_file_is_a_configuration_error() {
-    let sandbox = Sandbox::new();
-    fs::remove_dir(sandbox.data_dir()).unwrap();
-    fs::write(sandbox.data_dir(), "not a dir").unwrap();
-    refused(&sandbox, 78, &[], &["DATA_DIR", "not a directory"]);
 }
