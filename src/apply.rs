@@ -8,14 +8,13 @@
 use std::path::Path;
 use std::time::Instant;
 
-use rusqlite::{Connection, MAIN_DB, TransactionBehavior};
-
 use crate::checkpoint::{checkpoint, checkpoint_committed};
 use crate::config::Config;
-use crate::db::{self, Access, DbError};
+use crate::db::Access;
 use crate::envfile::{self, PreparedFile};
 use crate::error::Error;
 use crate::plan::{self, DatabasePlan, Plan, SecretKeySource};
+use crate::store::{self, Database, Store};
 use crate::world::DatabaseState;
 
 const SECRET_KEY_MODE: u32 = 0o600;
@@ -26,7 +25,7 @@ pub struct Applied {
     pub database: DatabasePlan,
     pub env_written: bool,
     pub secret_key_stored: bool,
-    pub connection: Option<Connection>,
+    pub connection: Option<Store>,
 }
 
 /// The files a run replaces, written and synced, waiting for their rename.
@@ -39,7 +38,7 @@ struct Prepared {
 pub fn apply(
     plan: &Plan,
     config: &Config,
-    connection: Option<Connection>,
+    connection: Option<Store>,
     now: i64,
     deadline: Instant,
 ) -> Result<Applied, Error> {
@@ -170,49 +169,41 @@ fn remove_leftovers(plan: &Plan, config: &Config) {
 fn apply_database(
     plan: &Plan,
     config: &Config,
-    connection: Option<Connection>,
+    connection: Option<Store>,
     now: i64,
     deadline: Instant,
-) -> Result<(DatabasePlan, Option<Connection>), Error> {
+) -> Result<(DatabasePlan, Option<Store>), Error> {
     let DatabasePlan::Write { create_schema, .. } = &plan.database else {
         return Ok((plan.database.clone(), connection));
     };
-    let path = &config.database_path;
-    let mut conn = match connection {
-        Some(conn) => conn,
-        None => db::open(path, Access::Create, deadline)?,
+    let mut store = match connection {
+        Some(store) => store,
+        None => store::open_sqlite(config, Access::Create, deadline)?,
     };
-    if conn.is_readonly(MAIN_DB).unwrap_or(false) {
-        return Err(DbError::read_only(path).into());
-    }
-    let done = write_in_transaction(&mut conn, plan, config, *create_schema, now)?;
-    Ok((done, Some(conn)))
+    store.refuse_read_only()?;
+    let done =
+        store.transaction(|db| write_in_transaction(db, plan, config, *create_schema, now))?;
+    Ok((done, Some(store)))
 }
 
 fn write_in_transaction(
-    conn: &mut Connection,
+    db: &mut dyn Database,
     plan: &Plan,
     config: &Config,
     create_schema: bool,
     now: i64,
 ) -> Result<DatabasePlan, Error> {
-    let path = &config.database_path;
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(DbError::sqlite(path, "transaction start"))?;
     checkpoint("transaction-open")?;
-    let mut schema = db::inspect(&tx, path)?;
+    let mut schema = db.inspect()?;
     let created = schema.is_none() && create_schema;
     if created {
-        db::create_standalone_schema(&tx, path)?;
+        db.create_standalone_schema()?;
         checkpoint("schema-created")?;
-        schema = db::inspect(&tx, path)?;
+        schema = db.inspect()?;
     }
-    // Re-read inside the write lock: what the plan saw may have changed.
+    // Re-read inside the transaction: what the plan saw may have changed.
     let state = match schema {
-        Some(schema) => DatabaseState::Ready(Box::new(db::read_snapshot(
-            &tx,
-            path,
+        Some(schema) => DatabaseState::Ready(Box::new(db.read_snapshot(
             schema,
             &plan.id.value,
             &config.api_key,
@@ -228,12 +219,11 @@ fn write_in_transaction(
     } = &mut fresh
     {
         *create_schema = created;
-        db::add_columns(&tx, path, add_columns)?;
+        db.add_columns(add_columns)?;
         if let Some(change) = row {
-            db::write_row(&tx, path, &change.write)?;
+            db.write_row(&change.write)?;
         }
     }
     checkpoint("before-commit")?;
-    tx.commit().map_err(DbError::sqlite(path, "commit"))?;
     Ok(fresh)
 }

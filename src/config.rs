@@ -13,8 +13,10 @@ use serde::Deserialize;
 use crate::envfile;
 use crate::secret::Secret;
 
+mod database;
 pub(crate) mod vars;
 
+pub use database::{PgHost, PgTarget, SslMode};
 pub use vars::{VARIABLES, Variable};
 
 pub(crate) const DEFAULT_HOST: &str = "https://openrouter.ai/api/v1";
@@ -91,7 +93,11 @@ pub struct Config {
     pub model_ids: Option<Vec<String>>,
     pub webui_secret_key: Option<Secret>,
     pub data_dir: PathBuf,
+    /// The SQLite file; for PostgreSQL, the URL without its password (what
+    /// messages, the plan and the report show).
     pub database_path: PathBuf,
+    /// `Some` when the database is PostgreSQL (chosen by the URL).
+    pub postgres: Option<PgTarget>,
     pub env_file: PathBuf,
     pub env_file_mode: u32,
     /// Where the job keeps WEBUI_SECRET_KEY for the image's start script.
@@ -218,6 +224,14 @@ struct RawEnv {
     webui_secret_key_store: Option<String>,
     organization_active: Option<String>,
     database_url: Option<String>,
+    database_url_file: Option<String>,
+    database_type: Option<String>,
+    database_user: Option<String>,
+    database_password: Option<String>,
+    database_password_file: Option<String>,
+    database_host: Option<String>,
+    database_port: Option<String>,
+    database_name: Option<String>,
     data_dir: Option<String>,
     env_file: Option<String>,
     env_file_mode: Option<String>,
@@ -281,6 +295,31 @@ fn build(raw: RawEnv) -> Result<Config, ConfigError> {
         ));
     }
     let data_dir = PathBuf::from(raw.data_dir.as_deref().unwrap_or(DEFAULT_DATA_DIR));
+    let (database_path, postgres) = match database::locate(
+        database::Inputs {
+            url: raw.database_url,
+            url_file: raw.database_url_file,
+            kind: raw.database_type,
+            user: raw.database_user,
+            password: raw.database_password,
+            password_file: raw.database_password_file,
+            host: raw.database_host,
+            port: raw.database_port,
+            name: raw.database_name,
+        },
+        &data_dir,
+    )? {
+        database::Located::Sqlite(path) => (path, None),
+        database::Located::Postgres(target) => (PathBuf::from(target.redacted()), Some(*target)),
+    };
+    if postgres.is_some() && create_schema {
+        return Err(ConfigError::invalid(
+            "CREATE_SCHEMA",
+            "is true, but the database is PostgreSQL",
+            "CREATE_SCHEMA makes a standalone SQLite database only; on PostgreSQL, let the mAI application \
+             create its schema (start it once), then run the job.",
+        ));
+    }
     let config = Config {
         organization_name: organization_name(raw.organization_name)?,
         api_key: api_key(raw.openrouter_api_key, raw.openrouter_api_key_file)?,
@@ -293,7 +332,8 @@ fn build(raw: RawEnv) -> Result<Config, ConfigError> {
         spending_limit: spending_limit(raw.spending_limit.as_deref())?,
         model_ids: raw.model_ids.as_deref().map(model_ids).transpose()?,
         webui_secret_key: webui_secret_key(raw.webui_secret_key, raw.webui_secret_key_file)?,
-        database_path: database_path(raw.database_url.as_deref(), &data_dir)?,
+        database_path,
+        postgres,
         secret_key_store: secret_key_store(raw.webui_secret_key_store, &data_dir)?,
         data_dir,
         env_file: env_file(raw.env_file)?,
@@ -773,11 +813,11 @@ fn webui_secret_key(
 }
 
 /// SQLAlchemy's form: `sqlite:///relative.db` or `sqlite:////absolute.db`.
-fn database_path(url: Option<&str>, data_dir: &Path) -> Result<PathBuf, ConfigError> {
+pub(crate) fn database_path(url: Option<&str>, data_dir: &Path) -> Result<PathBuf, ConfigError> {
     let Some(url) = url else {
         return Ok(data_dir.join(DATABASE_FILE_NAME));
     };
-    let fix = "mai-provision supports only SQLite files: DATABASE_URL=sqlite:////app/backend/data/webui.db, or unset DATABASE_URL to use $DATA_DIR/webui.db.";
+    let fix = "Use a SQLite file, DATABASE_URL=sqlite:////app/backend/data/webui.db, a PostgreSQL database, DATABASE_URL=postgresql://user:password@host:5432/database, or unset DATABASE_URL to use $DATA_DIR/webui.db.";
     let Some(path) = url.strip_prefix("sqlite:///") else {
         let scheme = url.split("://").next().unwrap_or(url);
         let problem = if url.contains("://") && scheme != "sqlite" {

@@ -8,6 +8,7 @@ use crate::db::{DbError, VerifyError};
 use crate::envfile::{FileError, RenderError};
 use crate::identity::IdentityError;
 use crate::lock::LockError;
+use crate::postgres::PgError;
 use crate::signals::Interrupted;
 
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +23,8 @@ pub enum Error {
     Output(#[from] FileError),
     #[error(transparent)]
     Lock(#[from] LockError),
+    #[error(transparent)]
+    Postgres(#[from] PgError),
     #[error(transparent)]
     Verify(#[from] VerifyError),
     #[error(transparent)]

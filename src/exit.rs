@@ -9,6 +9,7 @@ use crate::db::{DbError, VerifyError};
 use crate::envfile::FileError;
 use crate::error::Error;
 use crate::lock::LockError;
+use crate::postgres::PgError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -47,7 +48,7 @@ pub const TABLE: &[(ExitCode, &str)] = &[
     ),
     (
         ExitCode::NoInput,
-        "REQUIRE_DATABASE=true and the database is missing",
+        "REQUIRE_DATABASE=true and the database is missing; PostgreSQL: the database does not exist",
     ),
     (
         ExitCode::Internal,
@@ -60,11 +61,11 @@ pub const TABLE: &[(ExitCode, &str)] = &[
     (ExitCode::Io, "I/O error (disk full, unreadable file)"),
     (
         ExitCode::TempFail,
-        "temporary failure: lock timeout, database busy; run again",
+        "temporary failure: lock timeout, database busy, PostgreSQL unreachable, starting or shutting down; run again",
     ),
     (
         ExitCode::NoPermission,
-        "permission denied, read-only file or file system",
+        "permission denied, read-only file or file system; PostgreSQL: login refused, TLS not offered or not trusted",
     ),
     (
         ExitCode::Config,
@@ -90,6 +91,7 @@ pub(crate) fn for_error(error: &Error) -> ExitCode {
         },
         Error::Identity(_) => ExitCode::DataError,
         Error::Db(e) => for_db(e),
+        Error::Postgres(e) => for_postgres(e),
         Error::Output(e) => for_output(e),
         Error::Lock(LockError::Timeout { .. }) => ExitCode::TempFail,
         Error::Lock(LockError::Open { source, .. }) => {
@@ -154,6 +156,25 @@ fn for_db(error: &DbError) -> ExitCode {
             Some(ErrorCode::CannotOpen) => ExitCode::CannotCreate,
             _ => ExitCode::Internal,
         },
+    }
+}
+
+fn for_postgres(error: &PgError) -> ExitCode {
+    match error {
+        PgError::Unreachable { .. }
+        | PgError::NotReady { .. }
+        | PgError::Timeout { .. }
+        | PgError::LockTimeout { .. } => ExitCode::TempFail,
+        PgError::Authentication { .. }
+        | PgError::Tls { .. }
+        | PgError::Permission { .. }
+        | PgError::ReadOnly { .. } => ExitCode::NoPermission,
+        PgError::NoDatabase { .. } => ExitCode::NoInput,
+        PgError::Roots { .. } => ExitCode::Config,
+        PgError::WriteRefused { .. } => ExitCode::DataError,
+        PgError::Schema(e) | PgError::Verify(VerifyError::Db(e)) => for_db(e),
+        PgError::Verify(_) | PgError::Failed { .. } => ExitCode::Internal,
+        PgError::Interrupted(i) => for_signal(i.signal),
     }
 }
 

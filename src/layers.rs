@@ -14,7 +14,11 @@ const LAYERS: &[&[&str]] = &[
     &["exit", "apply"],
     &["plan"],
     &["world"],
+    // The database of either kind behind one face.
+    &["store"],
     &["error"],
+    // PostgreSQL's reads and writes fill db's types, for plan to judge.
+    &["postgres"],
     &["config", "db", "identity", "lock"],
     // config renders values with envfile's rules to refuse them early.
     &["envfile"],

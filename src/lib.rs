@@ -19,10 +19,12 @@ mod lock;
 pub mod logging;
 mod paths;
 mod plan;
+mod postgres;
 mod process;
 pub mod report;
 pub mod secret;
 pub mod signals;
+mod store;
 pub mod termination;
 mod timestamp;
 mod verify;
@@ -79,14 +81,21 @@ pub fn run(options: &Options) -> Result<Outcome, Error> {
     if let (true, Some(timeout)) = (mode.touches_database(), wait) {
         wait_for_schema(&config, timeout)?;
     }
+    // PostgreSQL has no file: its lock is the advisory lock (store::find).
     let database_file = match mode {
         Mode::Env => None,
+        _ if config.postgres.is_some() => None,
         Mode::Database | Mode::Production => Some(db::probe(&config.database_path)?),
     };
     // LOCK_TIMEOUT bounds the run's waiting as a whole: the file locks and
     // every wait for a database another process keeps busy end here.
     let deadline = Instant::now() + config.lock_timeout;
     let _locks = take_locks(&config, &env_file, database_file, options.dry_run, deadline)?;
+    let database = if mode.touches_database() {
+        Some(store::find(&config, database_file, deadline)?)
+    } else {
+        None
+    };
     tracing::debug!("locks taken");
     checkpoint::checkpoint("locked")?;
     let id = OrgId::resolve(config.external_user.as_deref(), &config.organization_name);
@@ -95,15 +104,7 @@ pub fn run(options: &Options) -> Result<Outcome, Error> {
     } else {
         Access::ReadWrite
     };
-    let reading = world::read(
-        &config,
-        mode,
-        &id,
-        env_file,
-        database_file,
-        access,
-        deadline,
-    )?;
+    let reading = world::read(&config, &id, env_file, database, access, deadline)?;
     tracing::debug!("found: {}", reading.world.describe());
     let now = timestamp::now();
     let plan = plan::build(&config, mode, id, &reading.world, now, new_secret_key)?;
@@ -117,7 +118,7 @@ pub fn run(options: &Options) -> Result<Outcome, Error> {
     if options.dry_run {
         return Ok(Outcome::planned(&plan, &config.database_path));
     }
-    let applied = apply::apply(&plan, &config, reading.connection, now, deadline)?;
+    let mut applied = apply::apply(&plan, &config, reading.connection, now, deadline)?;
     if let Some(signal) = signals::received() {
         // Stopping between the commit and the renames would have left the
         // database and the .env apart; the run finished them first.
@@ -134,7 +135,7 @@ pub fn run(options: &Options) -> Result<Outcome, Error> {
         ));
     }
     if mode == Mode::Production {
-        verify::verify(&plan, &config, &applied, deadline)?;
+        verify::verify(&plan, &config, &mut applied, deadline)?;
     }
     // `verified` promises that the application's lookup finds the row: a
     // skipped database step is never verified.
@@ -156,18 +157,8 @@ fn wait_for_schema(config: &Config, timeout: Duration) -> Result<(), Error> {
     let started = Instant::now();
     let mut said = false;
     loop {
-        let not_ready = match db::probe(path)? {
-            FileState::Missing { .. } => "the database does not exist yet".to_owned(),
-            FileState::Present => {
-                let busy_deadline = Instant::now() + config.lock_timeout;
-                let conn = db::open(path, Access::ReadOnly, busy_deadline)?;
-                match db::inspect(&conn, path) {
-                    Ok(Some(_)) => return Ok(()),
-                    Ok(None) => "the database has no tables yet".to_owned(),
-                    Err(e @ db::DbError::MissingTables { .. }) => e.to_string(),
-                    Err(e) => return Err(e.into()),
-                }
-            }
+        let Some(not_ready) = store::schema_not_ready(config, config.lock_timeout)? else {
+            return Ok(());
         };
         if !said {
             // Only a run that really waits says so.

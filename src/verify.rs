@@ -4,19 +4,18 @@
 use std::os::unix::fs::PermissionsExt;
 use std::time::Instant;
 
-use rusqlite::Connection;
-
 use crate::apply::Applied;
 use crate::config::Config;
-use crate::db::{self, Access, VerifyError};
+use crate::db::{Access, VerifyError};
 use crate::envfile::{self, Document};
 use crate::error::Error;
 use crate::plan::{self, Plan};
+use crate::store;
 
 pub fn verify(
     plan: &Plan,
     config: &Config,
-    applied: &Applied,
+    applied: &mut Applied,
     deadline: Instant,
 ) -> Result<(), Error> {
     // The .env holds OPENROUTER_EXTERNAL_USER = the plan's id, so the row
@@ -24,16 +23,15 @@ pub fn verify(
     verify_env(plan, config)?;
     verify_secret_key_store(plan, config)?;
     if let Some(expected) = applied.database.expected() {
-        let path = &config.database_path;
-        let reopened;
-        let conn: &Connection = match &applied.connection {
-            Some(conn) => conn,
+        let store = match &mut applied.connection {
+            Some(store) => store,
             None => {
-                reopened = db::open(path, Access::ReadOnly, deadline)?;
-                &reopened
+                applied
+                    .connection
+                    .insert(store::open_sqlite(config, Access::ReadOnly, deadline)?)
             }
         };
-        db::verify(conn, path, expected)?;
+        store.verify(expected)?;
     }
     Ok(())
 }

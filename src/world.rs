@@ -5,14 +5,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use rusqlite::Connection;
-
-use crate::config::{Config, Mode};
-use crate::db::{self, Access, FileState, Snapshot};
+use crate::config::Config;
+use crate::db::{self, Access, Snapshot};
 use crate::envfile;
 use crate::error::Error;
 use crate::identity::OrgId;
 use crate::secret::Secret;
+use crate::store::{self, Found, Store};
 
 /// The world as read at the start of a run.
 #[derive(Debug, Clone)]
@@ -99,15 +98,15 @@ impl World {
 pub struct Reading {
     pub world: World,
     /// Open when the database exists and the mode touches it.
-    pub connection: Option<Connection>,
+    pub connection: Option<Store>,
 }
 
+/// `database` is `None` when the mode does not touch the database.
 pub fn read(
     config: &Config,
-    mode: Mode,
     id: &OrgId,
     env_file: PathBuf,
-    database_file: Option<FileState>,
+    database: Option<Found>,
     access: Access,
     deadline: Instant,
 ) -> Result<Reading, Error> {
@@ -117,15 +116,14 @@ pub fn read(
     envfile::check_replaceable(&envfile::backup_path(&env_file))?;
     let env_mode = env_text.as_ref().and_then(|_| permission_bits(&env_file));
     let stored_secret = read_stored_secret(config)?;
-    let (database, connection) = match (mode, database_file) {
-        (Mode::Env, _) | (_, None) => (DatabaseState::NotInMode, None),
-        (_, Some(FileState::Missing { dir_exists })) => {
-            (DatabaseState::Missing { dir_exists }, None)
+    let (database, connection) = match database {
+        None => (DatabaseState::NotInMode, None),
+        Some(Found::Missing { dir_exists }) => (DatabaseState::Missing { dir_exists }, None),
+        Some(Found::SqliteFile) => {
+            let mut store = store::open_sqlite(config, access, deadline)?;
+            (read_database(&mut store, config, id)?, Some(store))
         }
-        (_, Some(FileState::Present)) => {
-            let (state, conn) = read_database(config, id, access, deadline)?;
-            (state, Some(conn))
-        }
+        Some(Found::Open(mut store)) => (read_database(&mut store, config, id)?, Some(store)),
     };
     Ok(Reading {
         world: World {
@@ -140,25 +138,17 @@ pub fn read(
     })
 }
 
-fn read_database(
-    config: &Config,
-    id: &OrgId,
-    access: Access,
-    deadline: Instant,
-) -> Result<(DatabaseState, Connection), Error> {
-    let path = &config.database_path;
-    let conn = db::open(path, access, deadline)?;
-    let state = match db::inspect(&conn, path)? {
-        None => DatabaseState::Empty,
-        Some(schema) => DatabaseState::Ready(Box::new(db::read_snapshot(
-            &conn,
-            path,
-            schema,
-            &id.value,
-            &config.api_key,
-        )?)),
-    };
-    Ok((state, conn))
+fn read_database(store: &mut Store, config: &Config, id: &OrgId) -> Result<DatabaseState, Error> {
+    store.read(|db| {
+        Ok(match db.inspect()? {
+            None => DatabaseState::Empty,
+            Some(schema) => DatabaseState::Ready(Box::new(db.read_snapshot(
+                schema,
+                &id.value,
+                &config.api_key,
+            )?)),
+        })
+    })
 }
 
 /// The store as the start script reads it (`$(cat file)` drops trailing

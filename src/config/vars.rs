@@ -84,8 +84,56 @@ pub const VARIABLES: &[Variable] = &[
     Variable {
         name: "DATABASE_URL",
         default: "sqlite:///$DATA_DIR/webui.db",
-        example: "sqlite:////app/backend/data/webui.db",
-        about: "SQLite URL of the database (sqlite:/// only)",
+        example: "postgresql://mai:…@db:5432/mai?sslmode=verify-full",
+        about: "the database: sqlite:///path, or postgresql://user:password@host:port/name?sslmode=…",
+    },
+    Variable {
+        name: "DATABASE_URL_FILE",
+        default: "(unset)",
+        example: "/run/secrets/database_url",
+        about: "file holding DATABASE_URL instead (it may hold a password)",
+    },
+    Variable {
+        name: "DATABASE_TYPE",
+        default: "(unset)",
+        example: "postgresql",
+        about: "with all other DATABASE_* parts: the URL's scheme; the built URL wins over DATABASE_URL",
+    },
+    Variable {
+        name: "DATABASE_USER",
+        default: "(unset)",
+        example: "mai",
+        about: "part of the built URL: the user",
+    },
+    Variable {
+        name: "DATABASE_PASSWORD",
+        default: "(unset)",
+        example: "(the password, percent-encoded)",
+        about: "part of the built URL: the password, inserted as given",
+    },
+    Variable {
+        name: "DATABASE_PASSWORD_FILE",
+        default: "(unset)",
+        example: "/run/secrets/database_password",
+        about: "file holding DATABASE_PASSWORD instead",
+    },
+    Variable {
+        name: "DATABASE_HOST",
+        default: "(unset)",
+        example: "postgres",
+        about: "part of the built URL: the server's host",
+    },
+    Variable {
+        name: "DATABASE_PORT",
+        default: "(unset)",
+        example: "5432",
+        about: "part of the built URL: the server's port",
+    },
+    Variable {
+        name: "DATABASE_NAME",
+        default: "(unset)",
+        example: "mai",
+        about: "part of the built URL: the database",
     },
     Variable {
         name: "ENV_FILE",
@@ -103,7 +151,7 @@ pub const VARIABLES: &[Variable] = &[
         name: "LOCK_TIMEOUT",
         default: "60",
         example: "30",
-        about: "seconds to wait for the lock and for a busy database",
+        about: "seconds to wait in all: locks, a busy database, connecting to PostgreSQL",
     },
     Variable {
         name: "ORGANIZATION_ACTIVE",

@@ -13,14 +13,13 @@ use std::path::PathBuf;
 
 pub use open::{Access, FileState, open, probe};
 pub use permission::ReadOnlyCause;
-#[cfg(test)]
-pub use row::{OrgRow, OtherOrg};
-pub use row::{Snapshot, read_snapshot};
+pub use row::{OrgRow, OtherOrg, Snapshot, read_snapshot};
 pub use schema::{
-    ORG_TABLE, ORM_COLUMNS, Schema, add_columns, create_standalone_schema, inspect, orm_select_list,
+    ORG_TABLE, ORM_COLUMNS, REQUIRED_TABLES, Schema, add_columns, create_standalone_schema,
+    inspect, orm_select_list,
 };
-pub use upsert::{INSERT_COLUMNS, RowWrite, UPDATABLE_COLUMNS, write_row};
-pub use verify::{Expected, VerifyError, verify};
+pub use upsert::{DEFAULT_TIMEZONE, INSERT_COLUMNS, RowWrite, UPDATABLE_COLUMNS, write_row};
+pub use verify::{AppRow, Expected, VerifyError, compare, verify};
 
 use crate::signals::{self, Interrupted};
 

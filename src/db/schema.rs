@@ -12,7 +12,7 @@ use super::{DbError, shown};
 pub const ORG_TABLE: &str = "client_organizations";
 
 /// Usage tracking records nothing without these.
-const REQUIRED_TABLES: [&str; 3] = [
+pub const REQUIRED_TABLES: [&str; 3] = [
     ORG_TABLE,
     "client_user_daily_usage",
     "client_model_daily_usage",

@@ -53,7 +53,7 @@ pub enum VerifyError {
 }
 
 /// The row as the application's lookup returns it, by column name.
-struct AppRow(Vec<(String, Value)>);
+pub struct AppRow(pub Vec<(String, Value)>);
 
 impl AppRow {
     fn get(&self, column: &str) -> &Value {
@@ -65,13 +65,20 @@ impl AppRow {
 }
 
 pub fn verify(conn: &Connection, path: &Path, expected: &Expected) -> Result<(), VerifyError> {
+    let row = read_as_application(conn, path, expected)?;
+    compare(&path.display().to_string(), row, expected)
+}
+
+/// Whether the row the application's read found (in the database `place`)
+/// is the one the run meant to leave: the rules for both databases.
+pub fn compare(place: &str, row: Option<AppRow>, expected: &Expected) -> Result<(), VerifyError> {
     let mismatch = |field: &str, found: String, wanted: String| VerifyError::Mismatch {
-        place: path.display().to_string(),
+        place: place.to_owned(),
         field: format!("{ORG_TABLE}.{field} of {}", expected.id),
         found,
         expected: wanted,
     };
-    let row = read_as_application(conn, path, expected)?.ok_or_else(|| {
+    let row = row.ok_or_else(|| {
         let wanted = if expected.is_active {
             "an active row, which the application's lookup finds"
         } else {
