@@ -1238,12 +1238,8 @@ fn database_url_takes_absolute_and_relative_sqlite_paths() {
 #[test]
 fn database_url_names_an_unsupported_scheme() {
     for (url, scheme) in [
-        ("postgres://mai:hunter2@db:5432/mai", "`postgres`"),
-        (
-            "postgresql+psycopg2://mai:hunter2@db/mai",
-            "`postgresql+psycopg2`",
-        ),
         ("mysql://mai:hunter2@db/mai", "`mysql`"),
+        ("mssql+pyodbc://mai:hunter2@db/mai", "`mssql+pyodbc`"),
     ] {
         let e = err(&[("DATABASE_URL", url)]);
         assert_invalid(&e, "DATABASE_URL", &format!("unsupported scheme {scheme}"));
@@ -1251,12 +1247,59 @@ fn database_url_names_an_unsupported_scheme() {
             &e,
             &[
                 &format!("DATABASE_URL uses the unsupported scheme {scheme}"),
-                "supports only SQLite files",
                 "DATABASE_URL=sqlite:////app/backend/data/webui.db",
+                "DATABASE_URL=postgresql://user:password@host:5432/database",
             ],
         );
         assert_hides(&e, "hunter2");
     }
+}
+
+#[test]
+fn a_postgresql_url_selects_postgresql_and_is_shown_without_its_password() {
+    for url in [
+        "postgres://mai:hunter2@db:5432/mai",
+        "postgresql+psycopg2://mai:hunter2@db:5432/mai",
+    ] {
+        let config = ok(&[("DATABASE_URL", url)]);
+        let target = config.postgres.as_ref().expect("PostgreSQL");
+        assert_eq!(target.password.as_ref().unwrap().expose(), "hunter2");
+        let shown = config.database_path.display().to_string();
+        assert_eq!(shown, "postgresql://mai:***@db:5432/mai?sslmode=prefer");
+        assert!(!config.describe().contains("hunter2"));
+    }
+    let e = err(&[
+        ("DATABASE_URL", "postgresql://mai:hunter2@db/mai"),
+        ("CREATE_SCHEMA", "true"),
+    ]);
+    assert_invalid(&e, "CREATE_SCHEMA", "the database is PostgreSQL");
+}
+
+#[test]
+fn the_database_url_and_its_password_come_from_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let url_file = dir.path().join("url");
+    std::fs::write(&url_file, "postgresql://mai:hunter2@db/mai\n").unwrap();
+    let config = ok(&[("DATABASE_URL_FILE", url_file.to_str().unwrap())]);
+    assert_eq!(config.postgres.unwrap().dbname, "mai");
+    let password_file = dir.path().join("pw");
+    std::fs::write(&password_file, "hunter2\n").unwrap();
+    let config = ok(&[
+        ("DATABASE_TYPE", "postgres"),
+        ("DATABASE_USER", "mai"),
+        ("DATABASE_PASSWORD_FILE", password_file.to_str().unwrap()),
+        ("DATABASE_HOST", "db"),
+        ("DATABASE_PORT", "5432"),
+        ("DATABASE_NAME", "webui"),
+    ]);
+    let target = config.postgres.unwrap();
+    assert_eq!(target.password.unwrap().expose(), "hunter2");
+    assert_eq!(target.dbname, "webui");
+    let e = err(&[
+        ("DATABASE_PASSWORD", "hunter2"),
+        ("DATABASE_PASSWORD_FILE", password_file.to_str().unwrap()),
+    ]);
+    assert!(matches!(e, ConfigError::BothSet { .. }), "{e}");
 }
 
 #[test]
@@ -1271,7 +1314,7 @@ fn database_url_must_be_a_sqlite_file_url() {
     ] {
         let e = err(&[("DATABASE_URL", url)]);
         assert_invalid(&e, "DATABASE_URL", "is not a SQLite file URL");
-        assert_says(&e, &["supports only SQLite files"]);
+        assert_says(&e, &["Use a SQLite file"]);
     }
     for url in [
         "sqlite:///",
@@ -1296,7 +1339,7 @@ fn database_url_refuses_the_in_memory_database() {
         ("CREATE_SCHEMA", "true"),
     ]);
     assert_invalid(&e, "DATABASE_URL", "in-memory");
-    assert_says(&e, &["supports only SQLite files"]);
+    assert_says(&e, &["Use a SQLite file"]);
 }
 
 // ------------------------------------------------ ENV_FILE and ENV_FILE_MODE
@@ -1668,7 +1711,7 @@ fn the_variable_table_is_complete_and_has_no_duplicates() {
     let before = names.len();
     names.dedup();
     assert_eq!(names.len(), before, "a variable is listed twice");
-    assert_eq!(before, 24);
+    assert_eq!(before, 32);
     let help = vars::help_table();
     for v in VARIABLES {
         assert!(vars::is_known(v.name), "{}", v.name);

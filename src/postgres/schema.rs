@@ -39,7 +39,7 @@ SELECT t.table_name::text, t.table_type::text, c.column_name::text, c.data_type:
   (SELECT count(*) FROM pg_catalog.pg_index i
      JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
    WHERE t.table_name = 'client_organizations'
-     AND i.indrelid = (quote_ident(current_schema()) || '.client_organizations')::regclass
+     AND i.indrelid = to_regclass(quote_ident(current_schema()) || '.client_organizations')
      AND i.indisunique AND i.indnkeyatts = 1 AND i.indpred IS NULL AND a.attname = 'id')::text
 FROM information_schema.tables t
 LEFT JOIN information_schema.columns c

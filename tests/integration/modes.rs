@@ -1,20 +1,20 @@
 //! Every mode on both field shapes, the first-boot states, and idempotency:
-//! the built binary against real SQLite files.
+//! the built binary against real SQLite files and real PostgreSQL
+//! databases (each case runs on every backend).
 
 use crate::common::*;
 use rusqlite::types::Value;
 
 #[test]
 fn env_mode_writes_only_the_env() {
-    for shape in SHAPES {
-        let sandbox = Sandbox::with_shape(shape);
-        let before = sandbox.db_path();
-        let db_bytes = std::fs::read(&before).unwrap();
+    for (backend, shape) in cases("env mode") {
+        let sandbox = Sandbox::with_shape_on(backend, shape);
+        let db_state = sandbox.db_state();
         sandbox.run(&[]).expect(0);
         assert_eq!(
-            std::fs::read(&before).unwrap(),
-            db_bytes,
-            "{shape:?}: env mode touched the database"
+            sandbox.db_state(),
+            db_state,
+            "{backend:?} {shape:?}: env mode touched the database"
         );
         assert!(sandbox.rows().is_empty());
         let values = python_dotenv(&sandbox.env_path());
@@ -44,13 +44,13 @@ fn provision_mode_env_variable_selects_the_mode_and_a_flag_wins() {
 
 #[test]
 fn database_and_production_modes_insert_the_row_on_both_shapes() {
-    for shape in SHAPES {
+    for (backend, shape) in cases("modes insert") {
         for flag in ["--init-database", "--production"] {
-            let sandbox = Sandbox::with_shape(shape);
+            let sandbox = Sandbox::with_shape_on(backend, shape);
             let run = sandbox.run(&[flag]);
             run.expect(0);
             let rows = sandbox.rows();
-            assert_eq!(rows.len(), 1, "{shape:?} {flag}");
+            assert_eq!(rows.len(), 1, "{backend:?} {shape:?} {flag}");
             let row = &rows[0];
             assert_eq!(row.id, ACME_ID);
             assert_eq!(row.name, NAME);
@@ -73,43 +73,60 @@ fn database_and_production_modes_insert_the_row_on_both_shapes() {
 
 #[test]
 fn every_column_the_application_reads_is_written_or_added() {
-    for shape in SHAPES {
-        let sandbox = Sandbox::with_shape(shape);
+    for (backend, shape) in cases("ORM columns") {
+        let sandbox = Sandbox::with_shape_on(backend, shape);
         sandbox.run(&["--production"]).expect(0);
-        let (hash, timezone): (Option<String>, String) = sandbox
-            .db()
-            .query_row(
-                "SELECT openrouter_key_hash, timezone FROM client_organizations",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .unwrap();
+        let cells = sandbox.cells("SELECT openrouter_key_hash, timezone FROM client_organizations");
         // OpenRouter's identifier of a key given by the operator is not
         // known; the application's own initializer writes NULL too.
-        assert_eq!(hash, None, "{shape:?}");
-        assert_eq!(timezone, "Europe/Warsaw", "{shape:?}");
+        assert_eq!(
+            cells,
+            [[None, Some("Europe/Warsaw".to_owned())]],
+            "{backend:?} {shape:?}"
+        );
     }
+}
+
+/// Every backend with every shape it has in the field.
+fn cases(check: &str) -> Vec<(Backend, Shape)> {
+    backends(check)
+        .into_iter()
+        .flat_map(|b| SHAPES.map(|s| (b, s)))
+        .collect()
 }
 
 #[test]
 fn a_second_run_writes_nothing() {
-    for shape in SHAPES {
+    for (backend, shape) in cases("idempotency") {
         for flag in ["--init-database", "--production"] {
-            let sandbox = Sandbox::with_shape(shape);
+            let context = format!("{backend:?} {shape:?} {flag} second run");
+            let sandbox = Sandbox::with_shape_on(backend, shape);
             sandbox.run(&[flag]).expect(0);
             let before = sandbox.snapshot();
+            let db_state = sandbox.db_state();
+            let xmin = (backend == Backend::Postgres).then(|| sandbox.xmin(ACME_ID));
             std::thread::sleep(std::time::Duration::from_millis(20));
             let run = sandbox.run(&[flag]);
             run.expect(0).assert_mentions(&["nothing to do"]);
-            before.assert_same(&sandbox.snapshot(), &format!("{shape:?} {flag} second run"));
+            // Every file: bytes, mtime, mode, inode; the .env among them.
+            before.assert_same(&sandbox.snapshot(), &context);
+            // On PostgreSQL no UPDATE ran: the row's xmin is the same.
+            assert_eq!(sandbox.db_state(), db_state, "{context}");
+            if let Some(xmin) = xmin {
+                assert_eq!(
+                    sandbox.xmin(ACME_ID),
+                    xmin,
+                    "{context}: the row was written"
+                );
+            }
         }
     }
 }
 
 #[test]
 fn an_existing_row_is_updated_and_keeps_created_at() {
-    for shape in SHAPES {
-        let sandbox = Sandbox::with_shape(shape);
+    for (backend, shape) in cases("update") {
+        let sandbox = Sandbox::with_shape_on(backend, shape);
         sandbox.sql(&format!(
             "INSERT INTO client_organizations (id, name, openrouter_api_key, markup_rate, is_active, created_at, updated_at) \
              VALUES ('{ACME_ID}', 'Acme', '{OTHER_KEY}', 1.5, NULL, 1000, 2000)"
@@ -119,7 +136,11 @@ fn an_existing_row_is_updated_and_keeps_created_at() {
         assert_eq!(row.api_key, KEY);
         // NULL is not the application's deactivation (0): it is repaired.
         assert_eq!(row.is_active, Value::Integer(1));
-        assert_eq!(row.created_at, Value::Integer(1000), "{shape:?}");
+        assert_eq!(
+            row.created_at,
+            Value::Integer(1000),
+            "{backend:?} {shape:?}"
+        );
         assert!(matches!(row.updated_at, Value::Integer(t) if t > 2000));
         // MARKUP_RATE was not set: the rate an admin chose stays.
         assert_eq!(row.markup_rate, Value::Real(1.5));
@@ -154,47 +175,84 @@ fn text_timestamps_from_the_old_generator_are_repaired() {
 
 #[test]
 fn other_organizations_rows_are_never_touched() {
-    let sandbox = Sandbox::with_shape(Shape::Startup);
-    sandbox.sql(&format!(
-        "INSERT INTO client_organizations (id, name, openrouter_api_key, created_at, updated_at) \
-         VALUES ('mai_client_other', 'Other', '{OTHER_KEY}', 5, 6)"
-    ));
-    let before = sandbox.rows();
-    let run = sandbox.run(&["--production"]);
-    run.expect(0)
-        .assert_mentions(&["other active organizations", "mai_client_other"]);
-    let after = sandbox.rows();
-    assert_eq!(after.len(), 2);
-    assert_eq!(after[0], before[0]);
+    for backend in backends("other organizations") {
+        let sandbox = Sandbox::with_shape_on(backend, Shape::Startup);
+        sandbox.sql(&format!(
+            "INSERT INTO client_organizations (id, name, openrouter_api_key, is_active, created_at, updated_at) \
+             VALUES ('mai_client_other', 'Other', '{OTHER_KEY}', 1, 5, 6)"
+        ));
+        let before = sandbox.rows();
+        let run = sandbox.run(&["--production"]);
+        run.expect(0)
+            .assert_mentions(&["other active organizations", "mai_client_other"]);
+        let after = sandbox.rows();
+        assert_eq!(after.len(), 2, "{backend:?}");
+        assert_eq!(after[0], before[0], "{backend:?}");
+    }
 }
 
 #[test]
 fn first_boot_skips_the_database_with_a_warning() {
-    let sandbox = Sandbox::new();
-    for flag in ["--init-database", "--production"] {
-        let run = sandbox.run(&[flag]);
-        run.expect(0)
-            .assert_mentions(&["first boot", "cannot register the organization"]);
-        assert!(!sandbox.db_path().exists(), "{flag} created a database");
-        assert_eq!(
-            python_dotenv(&sandbox.env_path())["OPENROUTER_EXTERNAL_USER"],
-            ACME_ID
-        );
+    for backend in backends("first boot") {
+        let sandbox = Sandbox::on(backend);
+        for flag in ["--init-database", "--production"] {
+            let run = sandbox.run(&[flag]);
+            run.expect(0)
+                .assert_mentions(&["first boot", "cannot register the organization"]);
+            assert!(!sandbox.db_path().exists(), "{flag} created a database");
+            assert_eq!(
+                sandbox.rows_if_any(),
+                None,
+                "{backend:?} {flag} created a table"
+            );
+            assert_eq!(
+                python_dotenv(&sandbox.env_path())["OPENROUTER_EXTERNAL_USER"],
+                ACME_ID
+            );
+        }
     }
 }
 
 #[test]
 fn require_database_turns_a_first_boot_into_exit_66() {
-    for flag in ["--init-database", "--production"] {
-        let sandbox = Sandbox::new();
-        let run = sandbox.run_with(&[flag], &[("REQUIRE_DATABASE", "true")]);
-        run.expect(66)
-            .assert_mentions(&["REQUIRE_DATABASE", "webui.db"])
-            .assert_last_line_mentions(&[
-                "does not exist yet and REQUIRE_DATABASE=true",
-                "check that the data volume is mounted at DATA_DIR",
-            ]);
-        assert!(!sandbox.db_path().exists(), "{flag}");
+    for backend in backends("REQUIRE_DATABASE") {
+        for flag in ["--init-database", "--production"] {
+            let sandbox = Sandbox::on(backend);
+            let run = sandbox.run_with(&[flag], &[("REQUIRE_DATABASE", "true")]);
+            let (name, state) = match backend {
+                Backend::Sqlite => ("webui.db", "does not exist yet"),
+                Backend::Postgres => ("postgresql://postgres:***@127.0.0.1", "has no tables yet"),
+            };
+            run.expect(66)
+                .assert_mentions(&["REQUIRE_DATABASE", name])
+                .assert_last_line_mentions(&[
+                    &format!("{state} and REQUIRE_DATABASE=true"),
+                    "Start the application once so that it creates its schema",
+                ]);
+            assert!(!sandbox.db_path().exists(), "{flag}");
+            assert_eq!(sandbox.rows_if_any(), None, "{backend:?} {flag}");
+        }
+    }
+}
+
+#[test]
+fn check_and_dry_run_change_nothing_and_report_the_difference() {
+    for (backend, shape) in cases("--check and --dry-run") {
+        let context = format!("{backend:?} {shape:?}");
+        let sandbox = Sandbox::with_shape_on(backend, shape);
+        let before = Untouched::record(&sandbox);
+        let run = sandbox.run(&["--production", "--check"]);
+        run.expect(1)
+            .assert_mentions(&["insert", "Run without --dry-run/--check"]);
+        sandbox.run(&["--production", "--dry-run"]).expect(0);
+        before.check(&sandbox, &context);
+        sandbox.run(&["--production"]).expect(0);
+        let after = Untouched::record(&sandbox);
+        sandbox
+            .run(&["--production", "--check"])
+            .expect(0)
+            .assert_mentions(&["Nothing to change"]);
+        after.check(&sandbox, &context);
     }
 }
 

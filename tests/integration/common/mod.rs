@@ -24,6 +24,11 @@ pub const ACME_ID: &str = "mai_client_79d89452";
 
 pub const ALEMBIC_SQL: &str = include_str!("../../fixtures/mai-alembic-schema.sql");
 pub const STARTUP_SQL: &str = include_str!("../../fixtures/mai-startup-schema.sql");
+pub const ALEMBIC_POSTGRES_SQL: &str =
+    include_str!("../../fixtures/mai-alembic-schema.postgres.sql");
+/// mAI's own repair: the migration's table with the column the ORM reads.
+pub const TIMEZONE_REPAIR: &str =
+    "ALTER TABLE client_organizations ADD COLUMN timezone TEXT DEFAULT 'Europe/Warsaw';";
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_mai-provision");
 
@@ -46,10 +51,32 @@ impl Shape {
     }
 }
 
+/// Which database a shared case runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// `data/webui.db`.
+    Sqlite,
+    /// A database of its own on the test server (`common/postgres.rs`).
+    Postgres,
+}
+
+/// The backends a shared case runs on: SQLite always, PostgreSQL when the
+/// test server runs (else a loud skip, or a failure in CI).
+pub fn backends(check: &str) -> Vec<Backend> {
+    let mut all = vec![Backend::Sqlite];
+    if postgres::server(check).is_some() {
+        all.push(Backend::Postgres);
+    }
+    all
+}
+
 /// A deployment in a temporary folder: `data/` is the volume with
-/// `webui.db`, `shared/.env` is the file handed to the application.
+/// `webui.db`, `shared/.env` is the file handed to the application. On
+/// PostgreSQL the database is a database of its own on the test server,
+/// and `data/` holds only the key store.
 pub struct Sandbox {
     pub root: tempfile::TempDir,
+    pub pg: Option<postgres::PgDatabase>,
 }
 
 impl Sandbox {
@@ -58,14 +85,48 @@ impl Sandbox {
         let root = tempfile::tempdir().expect("temp dir");
         fs::create_dir(root.path().join("data")).expect("data dir");
         fs::create_dir(root.path().join("shared")).expect("shared dir");
-        Self { root }
+        Self { root, pg: None }
+    }
+
+    /// A first boot on `backend`: no SQLite file, or an empty PostgreSQL
+    /// database (the application has not created its tables yet).
+    pub fn on(backend: Backend) -> Self {
+        let mut sandbox = Self::new();
+        if backend == Backend::Postgres {
+            let server = postgres::server("a PostgreSQL sandbox").expect("the test server runs");
+            sandbox.pg = Some(server.database());
+        }
+        sandbox
+    }
+
+    /// A database the application already migrated, on `backend`. On
+    /// PostgreSQL only the migration makes tables (the start-up code's DDL
+    /// is SQLite-only): `Startup` there is the migration's shape with
+    /// `timezone` added, the 11 columns the ORM reads.
+    pub fn with_shape_on(backend: Backend, shape: Shape) -> Self {
+        let sandbox = Self::on(backend);
+        match (backend, shape) {
+            (Backend::Sqlite, _) => sandbox.sql(shape.sql()),
+            (Backend::Postgres, Shape::Alembic) => sandbox.sql(ALEMBIC_POSTGRES_SQL),
+            (Backend::Postgres, Shape::Startup) => {
+                sandbox.sql(ALEMBIC_POSTGRES_SQL);
+                sandbox.sql(TIMEZONE_REPAIR);
+            }
+        }
+        sandbox
     }
 
     /// A volume whose database the application already migrated.
     pub fn with_shape(shape: Shape) -> Self {
-        let sandbox = Self::new();
-        sandbox.sql(shape.sql());
-        sandbox
+        Self::with_shape_on(Backend::Sqlite, shape)
+    }
+
+    pub fn backend(&self) -> Backend {
+        if self.pg.is_some() {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -97,7 +158,105 @@ impl Sandbox {
     }
 
     pub fn sql(&self, sql: &str) {
-        self.db().execute_batch(sql).expect("run sql");
+        match &self.pg {
+            Some(pg) => pg
+                .client()
+                .batch_execute(sql)
+                .expect("run sql on PostgreSQL"),
+            None => self.db().execute_batch(sql).expect("run sql"),
+        }
+    }
+
+    /// What a refused or idle run must leave exactly as it was: the SQLite
+    /// file's bytes, or on PostgreSQL every row of the organization table
+    /// with its `xmin` (the transaction that wrote it: an UPDATE that
+    /// changes nothing still makes a new one) and the table's columns.
+    pub fn db_state(&self) -> Option<Vec<u8>> {
+        let Some(pg) = &self.pg else {
+            return fs::read(self.db_path()).ok();
+        };
+        let mut client = pg.client();
+        let exists: bool = client
+            .query_one(
+                "SELECT to_regclass('client_organizations') IS NOT NULL",
+                &[],
+            )
+            .expect("schema query")
+            .get(0);
+        if !exists {
+            return Some(Vec::new());
+        }
+        let mut dump = String::new();
+        for message in client
+            .simple_query(
+                "SELECT column_name, data_type FROM information_schema.columns \
+                 WHERE table_name = 'client_organizations' ORDER BY ordinal_position; \
+                 SELECT xmin, * FROM client_organizations ORDER BY id",
+            )
+            .expect("dump")
+        {
+            if let ::postgres::SimpleQueryMessage::Row(row) = message {
+                for i in 0..row.len() {
+                    dump.push_str(row.get(i).unwrap_or("NULL"));
+                    dump.push('|');
+                }
+                dump.push('\n');
+            }
+        }
+        Some(dump.into_bytes())
+    }
+
+    /// The rows of a query, every value as text (NULL as `None`), on
+    /// either database: for the few checks that read beyond `rows()`.
+    pub fn cells(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        if let Some(pg) = &self.pg {
+            return pg
+                .client()
+                .simple_query(sql)
+                .expect("query")
+                .into_iter()
+                .filter_map(|m| match m {
+                    ::postgres::SimpleQueryMessage::Row(row) => Some(
+                        (0..row.len())
+                            .map(|i| row.get(i).map(str::to_owned))
+                            .collect(),
+                    ),
+                    _ => None,
+                })
+                .collect();
+        }
+        let conn = self.db();
+        let mut stmt = conn.prepare(sql).expect("prepare");
+        let width = stmt.column_count();
+        stmt.query_map([], |r| {
+            (0..width)
+                .map(|i| {
+                    Ok(match r.get_ref(i)? {
+                        rusqlite::types::ValueRef::Null => None,
+                        rusqlite::types::ValueRef::Integer(n) => Some(n.to_string()),
+                        rusqlite::types::ValueRef::Real(f) => Some(f.to_string()),
+                        rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
+                            Some(String::from_utf8_lossy(t).into_owned())
+                        }
+                    })
+                })
+                .collect()
+        })
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+    }
+
+    /// The organization row's `xmin` on PostgreSQL.
+    pub fn xmin(&self, id: &str) -> String {
+        let pg = self.pg.as_ref().expect("a PostgreSQL sandbox");
+        pg.client()
+            .query_one(
+                "SELECT xmin::text FROM client_organizations WHERE id = $1",
+                &[&id],
+            )
+            .expect("xmin")
+            .get(0)
     }
 
     pub fn write_env(&self, text: &str) {
@@ -121,6 +280,9 @@ impl Sandbox {
             .env("DATA_DIR", self.data_dir())
             .env("ENV_FILE", self.env_path())
             .env("LOCK_TIMEOUT", "10");
+        if let Some(pg) = &self.pg {
+            cmd.env("DATABASE_URL", pg.url());
+        }
         cmd
     }
 
@@ -146,11 +308,25 @@ impl Sandbox {
     }
 
     pub fn rows(&self) -> Vec<OrgRow> {
-        org_rows(&self.db())
+        match &self.pg {
+            Some(pg) => pg_org_rows(&mut pg.client()),
+            None => org_rows(&self.db()),
+        }
     }
 
     /// The rows, or `None` while there is no database or no table yet.
     pub fn rows_if_any(&self) -> Option<Vec<OrgRow>> {
+        if let Some(pg) = &self.pg {
+            let mut client = pg.client();
+            let exists: bool = client
+                .query_one(
+                    "SELECT to_regclass('client_organizations') IS NOT NULL",
+                    &[],
+                )
+                .expect("schema query")
+                .get(0);
+            return exists.then(|| pg_org_rows(&mut client));
+        }
         if !self.db_path().exists() {
             return None;
         }
@@ -266,6 +442,32 @@ pub fn org_rows(conn: &Connection) -> Vec<OrgRow> {
     .expect("query")
     .collect::<Result<_, _>>()
     .expect("rows")
+}
+
+/// The rows on PostgreSQL, as the SQLite values the cases compare, in
+/// physical order (what the application's unordered reads see).
+pub fn pg_org_rows(client: &mut ::postgres::Client) -> Vec<OrgRow> {
+    client
+        .query(
+            "SELECT id::text, name::text, openrouter_api_key::text, markup_rate::float8, is_active::int8, \
+             created_at::int8, updated_at::int8 FROM client_organizations ORDER BY ctid",
+            &[],
+        )
+        .expect("rows")
+        .iter()
+        .map(|r| {
+            let int = |i: usize| r.get::<_, Option<i64>>(i).map_or(Value::Null, Value::Integer);
+            OrgRow {
+                id: r.get(0),
+                name: r.get(1),
+                api_key: r.get(2),
+                markup_rate: r.get::<_, Option<f64>>(3).map_or(Value::Null, Value::Real),
+                is_active: int(4),
+                created_at: int(5),
+                updated_at: int(6),
+            }
+        })
+        .collect()
 }
 
 /// A finished run of the binary.
@@ -565,6 +767,9 @@ pub fn without_dac_override_unchecked(cmd: &Command) -> Command {
 // this block.
 mod reliability;
 pub use reliability::*;
+
+pub mod postgres;
+pub use postgres::{PG_PASSWORD, PgDatabase};
 // ---------------------------------------------------------------------------
 
 // ---------------------------------------------------------------- refused runs
@@ -607,7 +812,7 @@ impl Untouched {
         Self {
             files: sandbox.snapshot(),
             env: fs::read(sandbox.env_path()).ok(),
-            db: fs::read(sandbox.db_path()).ok(),
+            db: sandbox.db_state(),
         }
     }
 
@@ -618,7 +823,7 @@ impl Untouched {
             "{case}: the .env changed"
         );
         assert!(
-            fs::read(sandbox.db_path()).ok() == self.db,
+            sandbox.db_state() == self.db,
             "{case}: the database changed"
         );
         self.files.assert_same(&sandbox.snapshot(), case);
