@@ -274,10 +274,12 @@ impl Driver {
                 Stop::Deadline => "LOCK_TIMEOUT",
             };
             tracing::debug!("{why}: cancelling the running statement");
+            // A connection of its own: the session's socket is busy. Built
+            // inside the runtime, whose timer the bound needs.
             let cancel = self.cancel.cancel_query(self.tls.clone());
             let _ = self
                 .runtime
-                .block_on(tokio::time::timeout(CANCEL_BOUND, cancel));
+                .block_on(async { tokio::time::timeout(CANCEL_BOUND, cancel).await });
         }
         outcome
     }

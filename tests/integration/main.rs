@@ -26,6 +26,7 @@ mod lock_timeout;
 mod modes;
 mod operator;
 mod parser_vs_python;
+mod postgres_server;
 mod roundtrip;
 mod secrets;
 mod signals;
