@@ -360,13 +360,21 @@ fn refusals() -> Vec<Row> {
         Row::new(
             CONFIG,
             &[
-                "DATABASE_URL uses the unsupported scheme `postgres`",
-                "supports only SQLite files",
+                "DATABASE_URL uses the unsupported scheme `mysql`",
                 "DATABASE_URL=sqlite:////app/backend/data/webui.db",
+                "DATABASE_URL=postgresql://user:password@host:5432/database",
             ],
         )
-        .set("DATABASE_URL", "postgres://mai:hunter2@db:5432/mai")
+        .set("DATABASE_URL", "mysql://mai:hunter2@db:3306/mai")
         .hides("hunter2"),
+        // A PostgreSQL URL the job cannot use is refused before any
+        // connection, and its password is never shown.
+        Row::new(CONFIG, &["DATABASE_URL has sslmode `allow`", "verify-full"])
+            .set(
+                "DATABASE_URL",
+                "postgres://mai:hunter2@db:5432/mai?sslmode=allow",
+            )
+            .hides("hunter2"),
         // ---------- values that would forge a line of the .env, or a log line
         Row::new(
             CONFIG,

@@ -1,6 +1,8 @@
 //! The database states that must stop the job: a schema that is not the
 //! application's, a file that is not a database, a key or an id that
-//! belongs to someone else. Each leaves every file byte for byte as it was.
+//! belongs to someone else. Each leaves every file byte for byte as it was
+//! (and a PostgreSQL database row for row, `xmin` included). The schema and
+//! key cases run on both databases.
 
 use crate::common::*;
 
@@ -12,10 +14,18 @@ fn refused(sandbox: &Sandbox, code: i32, vars: &[(&str, &str)], mentions: &[&str
     refused_by(sandbox, cmd, "a refused run", code, mentions)
 }
 
+/// Every backend with both shapes.
+fn both(check: &str) -> Vec<(Backend, Shape)> {
+    backends(check)
+        .into_iter()
+        .flat_map(|b| SHAPES.map(|s| (b, s)))
+        .collect()
+}
+
 #[test]
 fn a_missing_usage_table_is_named() {
-    for shape in SHAPES {
-        let sandbox = Sandbox::with_shape(shape);
+    for (backend, shape) in both("missing table") {
+        let sandbox = Sandbox::with_shape_on(backend, shape);
         sandbox.sql("DROP TABLE client_model_daily_usage;");
         sandbox.write_env("KEEP=1\n");
         refused(
@@ -54,8 +64,8 @@ fn a_database_of_other_tables_only_is_refused() {
 
 #[test]
 fn a_renamed_column_is_named() {
-    for shape in SHAPES {
-        let sandbox = Sandbox::with_shape(shape);
+    for (backend, shape) in both("renamed column") {
+        let sandbox = Sandbox::with_shape_on(backend, shape);
         sandbox.sql("ALTER TABLE client_organizations RENAME COLUMN markup_rate TO markup;");
         refused(&sandbox, 65, &[], &["client_organizations", "markup_rate"]);
     }
@@ -75,8 +85,8 @@ fn a_text_timestamp_column_is_refused() {
 
 #[test]
 fn a_key_held_by_another_organization_names_it() {
-    for shape in SHAPES {
-        let sandbox = Sandbox::with_shape(shape);
+    for (backend, shape) in both("key conflict") {
+        let sandbox = Sandbox::with_shape_on(backend, shape);
         sandbox.sql(&format!(
             "INSERT INTO client_organizations (id, name, openrouter_api_key, is_active, created_at, updated_at) \
              VALUES ('mai_client_other', 'Other Corp', '{KEY}', 1, 5, 6)"

@@ -82,6 +82,7 @@ fn stop_with(live: Live, launch: Launch, signal: &str, code: i32, context: &str)
 }
 
 fn assert_released(sandbox: &Sandbox, context: &str) {
+    sandbox.assert_database_released(context);
     for lock in ["data/.mai-provision.lock", "shared/.env.lock"] {
         let path = sandbox.path().join(lock);
         assert!(
@@ -98,7 +99,7 @@ fn assert_released(sandbox: &Sandbox, context: &str) {
 
 #[test]
 fn a_signal_at_every_step_rolls_back_cleans_up_and_exits_in_time() {
-    for scenario in SCENARIOS {
+    for scenario in scenarios("a signal at every step") {
         let template = scenario.prepare();
         let old = State::read(&template).timeless();
         let new = {

@@ -121,14 +121,6 @@ impl Sandbox {
         Self::with_shape_on(Backend::Sqlite, shape)
     }
 
-    pub fn backend(&self) -> Backend {
-        if self.pg.is_some() {
-            Backend::Postgres
-        } else {
-            Backend::Sqlite
-        }
-    }
-
     pub fn path(&self) -> &Path {
         self.root.path()
     }

@@ -244,14 +244,21 @@ impl Server {
 
     /// A new, empty database of its own.
     pub fn database(&'static self) -> PgDatabase {
+        self.database_from(None)
+    }
+
+    /// A new database, a copy of `template` when given (no session may be
+    /// connected to it meanwhile).
+    pub fn database_from(&'static self, template: Option<&str>) -> PgDatabase {
         static NEXT_DB: AtomicUsize = AtomicUsize::new(0);
         let name = format!(
             "t{}_{}",
             std::process::id(),
             NEXT_DB.fetch_add(1, Ordering::SeqCst)
         );
+        let template = template.map_or_else(String::new, |t| format!(" TEMPLATE {t}"));
         self.client("postgres")
-            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .batch_execute(&format!("CREATE DATABASE {name}{template}"))
             .expect("create a test database");
         PgDatabase { name, server: self }
     }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::{KEY, OTHER_KEY, Run, SECRET_KEY, Sandbox, skip};
+use super::{Backend, KEY, OTHER_KEY, Run, SECRET_KEY, Sandbox, skip};
 
 /// How every temp file of ours ends (see src/envfile/write.rs).
 pub const TEMP_SUFFIX: &str = ".mai-provision.tmp";
@@ -102,6 +102,50 @@ pub fn integrity(path: &Path) -> String {
 
 pub fn assert_integrity(path: &Path, context: &str) {
     assert_eq!(integrity(path), "ok", "{context}: integrity_check");
+}
+
+impl Sandbox {
+    /// After a run ended, however: SQLite's file passes its integrity
+    /// check; on PostgreSQL the run's session is gone from the server (it
+    /// may take the server a moment to see the closed socket), and with it
+    /// the advisory lock.
+    pub fn assert_database_released(&self, context: &str) {
+        let Some(pg) = &self.pg else {
+            if self.db_path().exists() {
+                assert_integrity(&self.db_path(), context);
+            }
+            return;
+        };
+        let mut client = pg.client();
+        let started = Instant::now();
+        loop {
+            let left: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'mai-provision' \
+                     AND datname = current_database()",
+                    &[],
+                )
+                .expect("pg_stat_activity")
+                .get(0);
+            if left == 0 {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "{context}: the run's session outlived it"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let key: i64 = 0x6d61_692d_7072_6f76;
+        let got: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+            .expect("try the advisory lock")
+            .get(0);
+        assert!(got, "{context}: the advisory lock is still held");
+        client
+            .execute("SELECT pg_advisory_unlock($1)", &[&key])
+            .expect("unlock");
+    }
 }
 
 /// A running binary whose output is collected as it comes, so that a test
@@ -444,13 +488,27 @@ pub enum Scenario {
     /// An empty volume, `CREATE_SCHEMA=true`, no configured secret: the key
     /// is generated and stored, the schema created, the row inserted.
     FirstBoot,
+    /// `Update` on PostgreSQL: the row in a database of its own on the test
+    /// server, the volume holding only the key store.
+    PostgresUpdate,
 }
 
+/// The SQLite scenarios.
 pub const SCENARIOS: [Scenario; 3] = [
     Scenario::Update { wal: false },
     Scenario::Update { wal: true },
     Scenario::FirstBoot,
 ];
+
+/// Every scenario: SQLite's, and PostgreSQL's when the test server runs
+/// (else a loud skip, or a failure in CI).
+pub fn scenarios(check: &str) -> Vec<Scenario> {
+    let mut all = SCENARIOS.to_vec();
+    if super::postgres::server(check).is_some() {
+        all.push(Scenario::PostgresUpdate);
+    }
+    all
+}
 
 /// Where a run stops writing the database: steps from here on have
 /// committed it.
@@ -460,9 +518,14 @@ impl Scenario {
     /// The old state, in a fresh sandbox.
     pub fn prepare(self) -> Sandbox {
         match self {
-            Scenario::Update { wal } => {
-                let sandbox = Sandbox::with_shape(super::Shape::Startup);
-                if wal {
+            Scenario::Update { .. } | Scenario::PostgresUpdate => {
+                let backend = if self == Scenario::PostgresUpdate {
+                    Backend::Postgres
+                } else {
+                    Backend::Sqlite
+                };
+                let sandbox = Sandbox::with_shape_on(backend, super::Shape::Startup);
+                if self == (Scenario::Update { wal: true }) {
                     sandbox.sql("PRAGMA journal_mode = WAL;");
                 }
                 sandbox
@@ -483,7 +546,7 @@ impl Scenario {
         let mut cmd = sandbox.command();
         cmd.arg("--production");
         match self {
-            Scenario::Update { .. } => {
+            Scenario::Update { .. } | Scenario::PostgresUpdate => {
                 cmd.env("MARKUP_RATE", "1.5").env("SPENDING_LIMIT", "1000");
             }
             Scenario::FirstBoot => {
@@ -497,7 +560,7 @@ impl Scenario {
     /// Every pause point such a run passes, in order.
     pub fn steps(self) -> &'static [&'static str] {
         match self {
-            Scenario::Update { .. } => &[
+            Scenario::Update { .. } | Scenario::PostgresUpdate => &[
                 "locked",
                 "secret-prepared",
                 "temp-created:.env",
@@ -606,7 +669,10 @@ impl Sandbox {
     /// A new sandbox holding copies of this one's files (not its locks):
     /// the same old state, many times, without running the binary again.
     pub fn copy(&self) -> Sandbox {
-        let copy = Sandbox::new();
+        let mut copy = Sandbox::new();
+        if let Some(pg) = &self.pg {
+            copy.pg = Some(pg.server.database_from(Some(&pg.name)));
+        }
         for dir in ["data", "shared"] {
             let Ok(entries) = fs::read_dir(self.path().join(dir)) else {
                 let _ = fs::remove_dir(copy.path().join(dir));
