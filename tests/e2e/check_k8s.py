@@ -9,7 +9,11 @@ start script reads it (docs/mai-contract.md, "WEBUI_SECRET_KEY and the start
 script"); the key from a Secret through *_FILE; paths that agree with the
 ConfigMap; and an application image that the base leaves as a placeholder
 an overlay must replace.
-Usage: check_k8s.py RENDERED.yaml {base|overlay}
+For the PostgreSQL overlay (`postgres`): several replicas with rolling
+updates, no PVC (DATA_DIR is a per-pod emptyDir that holds the key store
+copy), the database's URL and WEBUI_SECRET_KEY from mounted Secrets through
+*_FILE, and the application's DATABASE_URL from the same Secret.
+Usage: check_k8s.py RENDERED.yaml {base|overlay|postgres}
 """
 
 import sys
@@ -23,9 +27,10 @@ KEY_STORE = ".webui_secret_key"
 # Where the image's start script reads the key.
 START_SCRIPT_KEY = "/app/backend/.webui_secret_key"
 
-if len(sys.argv) != 3 or sys.argv[2] not in ("base", "overlay"):
-    sys.exit("usage: check_k8s.py RENDERED.yaml {base|overlay}")
+if len(sys.argv) != 3 or sys.argv[2] not in ("base", "overlay", "postgres"):
+    sys.exit("usage: check_k8s.py RENDERED.yaml {base|overlay|postgres}")
 kind_of_build = sys.argv[2]
+postgres = kind_of_build == "postgres"
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
 by_kind = {}
 for doc in docs:
@@ -47,7 +52,11 @@ def one(kind):
 config = one("ConfigMap")
 data = config.get("data", {})
 expect(data.get("PROVISION_MODE") == "production", "PROVISION_MODE=production in the ConfigMap")
-pvc = one("PersistentVolumeClaim")
+pvc = {} if postgres else one("PersistentVolumeClaim")
+if postgres:
+    expect(not by_kind.get("PersistentVolumeClaim"), "no PVC: the database is PostgreSQL")
+    expect("DATABASE_URL" not in data, "the URL (it holds a password) is not in the ConfigMap")
+    expect("WEBUI_SECRET_KEY" not in data, "the session key is not in the ConfigMap")
 expect(not by_kind.get("Secret"), "no Secret in the build: the key never goes into git")
 
 
@@ -78,10 +87,22 @@ def check_job_container(pod, container, where):
     ]
     expect(len(secret_mounts) == 1, f"{where}: OPENROUTER_API_KEY_FILE lies in a mounted Secret")
     data_mount = mounts.get(data.get("DATA_DIR", "?"))
-    expect(data_mount is not None
-           and volumes.get(data_mount["name"], {}).get("persistentVolumeClaim", {}).get("claimName")
-           == pvc.get("metadata", {}).get("name"),
-           f"{where}: DATA_DIR is the PVC's mount")
+    if postgres:
+        data_volume = volumes.get(data_mount["name"], {}) if data_mount else {}
+        expect("emptyDir" in data_volume and "persistentVolumeClaim" not in data_volume,
+               f"{where}: DATA_DIR is a per-pod emptyDir")
+        for var in ("DATABASE_URL_FILE", "WEBUI_SECRET_KEY_FILE"):
+            path = data.get(var, "")
+            in_secret = [
+                p for p, m in mounts.items()
+                if "secret" in volumes.get(m["name"], {}) and path.startswith(p + "/")
+            ]
+            expect(len(in_secret) == 1, f"{where}: {var} lies in a mounted Secret")
+    else:
+        expect(data_mount is not None
+               and volumes.get(data_mount["name"], {}).get("persistentVolumeClaim", {}).get("claimName")
+               == pvc.get("metadata", {}).get("name"),
+               f"{where}: DATA_DIR is the PVC's mount")
     env_dir = data.get("ENV_FILE", "").rsplit("/", 1)[0]
     env_mount = mounts.get(env_dir)
     expect(env_mount is not None
@@ -137,8 +158,19 @@ if apps:
         expect(image and PLACEHOLDER_IMAGE not in image, "the overlay replaces the placeholder image")
 expect(PLACEHOLDER_IMAGE not in yaml.safe_dump_all(docs) or kind_of_build == "base",
        "the overlay holds no placeholder anywhere")
-expect(deployment.get("spec", {}).get("strategy", {}).get("type") == "Recreate",
-       "Recreate: never two pods on one SQLite file")
+if postgres:
+    expect(deployment.get("spec", {}).get("replicas", 1) >= 2, "several replicas")
+    expect(deployment.get("spec", {}).get("strategy", {}).get("type") == "RollingUpdate",
+           "RollingUpdate: PostgreSQL serves every replica")
+    app_env = {e["name"]: e for e in (apps[0].get("env", []) if apps else [])}
+    ref = app_env.get("DATABASE_URL", {}).get("valueFrom", {}).get("secretKeyRef", {})
+    job_volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    secret_names = {v.get("secret", {}).get("secretName") for v in job_volumes.values()}
+    expect(ref.get("name") in secret_names,
+           "the application's DATABASE_URL comes from the Secret the job reads")
+else:
+    expect(deployment.get("spec", {}).get("strategy", {}).get("type") == "Recreate",
+           "Recreate: never two pods on one SQLite file")
 expect(not by_kind.get("Job"), "no Job: the native sidecar does the first-boot wait")
 
 for problem in problems:

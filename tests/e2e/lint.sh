@@ -28,10 +28,11 @@ lint_checks() {
     fi
   done
   local dir rendered kind
-  for dir in base example; do
+  for dir in base example postgres; do
     rendered=$E2E_TMP/k8s-$dir.yaml
     kind=overlay
     [ "$dir" = base ] && kind=base
+    [ "$dir" = postgres ] && kind=postgres
     check "kubectl kustomize k8s/$dir" sh -c 'kubectl kustomize "$1" >"$2"' sh "$REPO/k8s/$dir" "$rendered"
     check "kubernetes-validate --strict k8s/$dir (Kubernetes $K8S_OLDEST)" \
       kubernetes-validate --strict --quiet --kubernetes-version "$K8S_OLDEST" "$rendered"

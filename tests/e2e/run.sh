@@ -539,6 +539,40 @@ key = [v for v in services["mai"]["volumes"] if v["target"] == "/app/backend/.we
 assert len(key) == 1 and key[0]["type"] == "bind" and key[0]["read_only"], key
 assert key[0]["source"].endswith("/run/.webui_secret_key"), key
 ' "$out"
+  compose_postgres_config_checks "$p" "$dir"
+}
+
+# The PostgreSQL example, offline (its images are not pulled here): it
+# needs POSTGRES_PASSWORD, and the application and both jobs find one
+# database through the same DATABASE_* parts, the jobs on an internal
+# network only.
+compose_postgres_config_checks() {
+  local p=$1 dir=$2 out rc
+  rc=0
+  out=$(env -u MAI_IMAGE "$COMPOSE" -p "$p" -f "$REPO/compose/docker-compose.postgres.yml" \
+    --env-file "$dir/compose.env" config 2>&1) || rc=$?
+  check "docker-compose.postgres.yml: config fails without POSTGRES_PASSWORD" test "$rc" != 0
+  expect_contains "... saying so" "$out" "set POSTGRES_PASSWORD in compose/.env"
+  { cat "$dir/compose.env"; echo POSTGRES_PASSWORD=e2e-password; } >"$dir/compose.pg.env"
+  out=$(env -u MAI_IMAGE "$COMPOSE" -p "$p" -f "$REPO/compose/docker-compose.postgres.yml" \
+    --env-file "$dir/compose.pg.env" config --format json 2>&1) ||
+    fail "docker compose config of docker-compose.postgres.yml: $out"
+  check "docker-compose.postgres.yml: one database for the application and both jobs" \
+    python3 -c '
+import json, sys
+config = json.loads(sys.argv[1])
+services = config["services"]
+parts = ("DATABASE_TYPE", "DATABASE_USER", "DATABASE_PASSWORD", "DATABASE_HOST", "DATABASE_PORT", "DATABASE_NAME")
+app = {k: services["mai"]["environment"][k] for k in parts}
+assert app["DATABASE_HOST"] == "postgres" and app["DATABASE_TYPE"] == "postgresql", app
+for job in ("mai-provision", "mai-provision-wait"):
+    assert {k: services[job]["environment"][k] for k in parts} == app, job
+    assert list(services[job]["networks"]) == ["database"], job
+    assert services[job]["environment"]["WEBUI_SECRET_KEY_STORE"] == "/run/mai/.webui_secret_key", job
+assert config["networks"]["database"]["internal"] is True
+assert services["postgres"]["environment"]["POSTGRES_PASSWORD"] == app["DATABASE_PASSWORD"]
+assert services["mai-provision"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+' "$out"
 }
 
 compose_checks() {
