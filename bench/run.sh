@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark mai-provision against the practical lower bound: the sqlite3 shell
-# doing the same upsert in one process. Prints a table of medians, peak RSS,
+# doing the same upsert in one process, and on PostgreSQL `psql` doing the same
+# upsert against the same local server (started here, as the postgres user,
+# on a loopback port; skipped when Debian's postgresql is not installed). Prints a table of medians, peak RSS,
 # binary and image size, and the ratios with their goals. Timings belong here,
 # never in the test suite.
 #
@@ -140,6 +142,45 @@ for shape in alembic startup; do
     measure "sqlite3-noop-$shape" "" "$lower"
 done
 
+# ---------------------------------------------------------------- PostgreSQL
+PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+PG_DONE=""
+if [ -n "$PG_BIN" ] && [ "$(id -u)" = 0 ]; then
+    section "PostgreSQL: a local server, full run (insert) and no-op run, next to psql"
+    pg_dir="$WORK/pg"
+    mkdir -p "$pg_dir" && chown postgres:postgres "$pg_dir"
+    as_pg() { setpriv --reuid=postgres --regid=postgres --init-groups -- "$@"; }
+    as_pg "$PG_BIN/initdb" -D "$pg_dir/data" -U postgres -A trust --no-sync >/dev/null
+    pg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    as_pg "$PG_BIN/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -w \
+        -o "-p $pg_port -k $pg_dir -c listen_addresses=127.0.0.1" start >/dev/null
+    trap 'as_pg "$PG_BIN/pg_ctl" -D "$pg_dir/data" -m fast stop >/dev/null 2>&1; rm -rf "$WORK"' EXIT
+    export PGHOST=127.0.0.1 PGPORT=$pg_port PGUSER=postgres PGSSLMODE=disable
+    psql -q -X -d postgres -c "CREATE DATABASE bench" >/dev/null
+    # The migration's shape with the column the job adds on its first run:
+    # what every later run finds.
+    psql -q -X -d bench -f tests/fixtures/mai-alembic-schema.postgres.sql >/dev/null
+    psql -q -X -d bench -c "ALTER TABLE client_organizations ADD COLUMN timezone TEXT DEFAULT 'Europe/Warsaw'" >/dev/null
+    pg_run="$WORK/run-pg"
+    mkdir -p "$pg_run"
+    ours_pg="env DATA_DIR=$pg_run ENV_FILE=$pg_run/.env DATABASE_URL=postgresql://postgres@127.0.0.1:$pg_port/bench?sslmode=disable $BIN --init-database"
+    fresh_pg="psql -q -X -d bench -c \"TRUNCATE client_organizations\" && rm -f $pg_run/.env $pg_run/.env.backup"
+    now=$(date +%s)
+    pg_sql="BEGIN; INSERT INTO client_organizations (id, name, openrouter_api_key, markup_rate, is_active, created_at, updated_at, openrouter_key_hash, timezone) VALUES ('$ID', '$ORGANIZATION_NAME', '$OPENROUTER_API_KEY', 1.3, 1, $now, $now, NULL, 'Europe/Warsaw') ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, openrouter_api_key = EXCLUDED.openrouter_api_key, openrouter_key_hash = EXCLUDED.openrouter_key_hash, markup_rate = EXCLUDED.markup_rate, is_active = EXCLUDED.is_active, updated_at = EXCLUDED.updated_at; COMMIT;"
+    printf '%s\n' "$pg_sql" > "$WORK/upsert-pg.sql"
+    lower_pg="psql -q -X -d bench -f $WORK/upsert-pg.sql"
+    measure "ours-full-postgres" "$fresh_pg" "$ours_pg"
+    peak_rss "ours-full-postgres" "$fresh_pg" "$ours_pg"
+    measure "psql-full-postgres" "psql -q -X -d bench -c \"TRUNCATE client_organizations\"" "$lower_pg"
+    sh -c "$fresh_pg" && $ours_pg
+    measure "ours-noop-postgres" "" "$ours_pg"
+    peak_rss "ours-noop-postgres" "" "$ours_pg"
+    measure "psql-noop-postgres" "" "$lower_pg"
+    PG_DONE=1
+else
+    section "PostgreSQL: skipped (needs root and Debian's postgresql: apt-get install postgresql)"
+fi
+
 section "no-op run against a large database"
 LARGE=$(large_db)
 big="$WORK/run-large"
@@ -166,4 +207,5 @@ section "results"
 python3 bench/report.py "$WORK" \
     --binary "$BIN" --binary-bytes "$(stat -c %s "$BIN")" \
     --large-bytes "$LARGE_BYTES" --large-rows "$LARGE_ROWS" \
-    --image-bytes "$IMAGE_BYTES" --image-source "$IMAGE_SOURCE" --runs "$RUNS"
+    --image-bytes "$IMAGE_BYTES" --image-source "$IMAGE_SOURCE" --runs "$RUNS" \
+    ${PG_DONE:+--postgres}
