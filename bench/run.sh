@@ -148,6 +148,8 @@ PG_DONE=""
 if [ -n "$PG_BIN" ] && [ "$(id -u)" = 0 ]; then
     section "PostgreSQL: a local server, full run (insert) and no-op run, next to psql"
     pg_dir="$WORK/pg"
+    # The server runs as postgres, which must reach its folder.
+    chmod 0755 "$WORK"
     mkdir -p "$pg_dir" && chown postgres:postgres "$pg_dir"
     as_pg() { setpriv --reuid=postgres --regid=postgres --init-groups -- "$@"; }
     as_pg "$PG_BIN/initdb" -D "$pg_dir/data" -U postgres -A trust --no-sync >/dev/null

@@ -23,8 +23,10 @@ pub enum Error {
     Output(#[from] FileError),
     #[error(transparent)]
     Lock(#[from] LockError),
+    /// Boxed: PostgreSQL's errors carry the server's words, and would make
+    /// every `Result` of the run as large as they are.
     #[error(transparent)]
-    Postgres(#[from] PgError),
+    Postgres(Box<PgError>),
     #[error(transparent)]
     Verify(#[from] VerifyError),
     #[error(transparent)]
@@ -79,4 +81,10 @@ pub enum Error {
         not_done: Vec<&'static str>,
         source: Box<Error>,
     },
+}
+
+impl From<PgError> for Error {
+    fn from(error: PgError) -> Self {
+        Self::Postgres(Box::new(error))
+    }
 }

@@ -170,11 +170,17 @@ pub fn schema_not_ready(config: &Config, timeout: Duration) -> Result<Option<Str
     match store.read(|db| db.inspect()) {
         Ok(Some(_)) => Ok(None),
         Ok(None) => Ok(Some("the database has no tables yet".to_owned())),
-        Err(Error::Db(e @ DbError::MissingTables { .. }))
-        | Err(Error::Postgres(PgError::Schema(e @ DbError::MissingTables { .. }))) => {
-            Ok(Some(e.to_string()))
-        }
+        Err(e) if is_missing_tables(&e) => Ok(Some(e.to_string())),
         Err(e) => Err(e),
+    }
+}
+
+/// The application has begun to migrate but not yet made every table.
+fn is_missing_tables(error: &Error) -> bool {
+    match error {
+        Error::Db(e) => matches!(e, DbError::MissingTables { .. }),
+        Error::Postgres(e) => matches!(**e, PgError::Schema(DbError::MissingTables { .. })),
+        _ => false,
     }
 }
 

@@ -194,13 +194,16 @@ fn watchdog(server_pid: u32, dir: &Path) {
         pid = server_pid,
         dir = dir.display(),
     );
-    Command::new("setsid")
-        .args(["sh", "-c", &script])
+    // `setsid -f` forks the watchdog into a session of its own and returns:
+    // nothing of ours waits for it, and it outlives this process.
+    let started = Command::new("setsid")
+        .args(["-f", "sh", "-c", &script])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .spawn()
+        .status()
         .expect("start the server's watchdog");
+    assert!(started.success(), "setsid -f failed: {started}");
 }
 
 impl Server {
