@@ -383,6 +383,7 @@ fn tls_server() -> Option<&'static TlsServer> {
             .tempdir()
             .map_err(|e| e.to_string())?
             .keep();
+        pg::remove_when_gone(&dir);
         let files = make_certificates(&dir)?;
         let server = pg::start(&[
             "ssl = on".to_owned(),

@@ -206,6 +206,24 @@ fn watchdog(server_pid: u32, dir: &Path) {
     assert!(started.success(), "setsid -f failed: {started}");
 }
 
+/// Remove `dir` once this test process is gone (the TLS server's
+/// certificates, which must outlive every case that names them).
+pub fn remove_when_gone(dir: &Path) {
+    let script = format!(
+        "while kill -0 {me} 2>/dev/null; do sleep 0.5; done; rm -rf '{dir}'",
+        me = std::process::id(),
+        dir = dir.display(),
+    );
+    let started = Command::new("setsid")
+        .args(["-f", "sh", "-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("start the cleanup");
+    assert!(started.success(), "setsid -f failed: {started}");
+}
+
 impl Server {
     fn wait_until_ready(&self) -> Result<(), String> {
         let started = Instant::now();
