@@ -15,7 +15,7 @@ const LAYERS: &[&[&str]] = &[
     &["plan"],
     &["world"],
     &["error"],
-    &["config", "db", "identity", "lock"],
+    &["config", "db", "identity", "lock", "openrouter"],
     // config renders values with envfile's rules to refuse them early.
     &["envfile"],
     &["logging", "checkpoint", "termination"],

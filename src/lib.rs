@@ -17,6 +17,7 @@ pub mod identity;
 mod layers;
 mod lock;
 pub mod logging;
+pub(crate) mod openrouter;
 mod paths;
 mod plan;
 mod process;
