@@ -215,11 +215,11 @@ fn write_in_transaction(
             path,
             schema,
             &plan.id.value,
-            &config.api_key,
+            &plan.api_key.value,
         )?)),
         None => DatabaseState::Empty,
     };
-    let mut fresh = plan::plan_database(config, &plan.id, &state, now)?;
+    let mut fresh = plan::plan_database(config, &plan.id, &state, &plan.api_key, now)?;
     if let DatabasePlan::Write {
         create_schema,
         add_columns,

@@ -11,11 +11,16 @@ const LAYERS: &[&[&str]] = &[
     &["lib"],
     &["report", "verify"],
     &["cli"],
-    &["exit", "apply"],
+    &["exit", "apply", "keyapply"],
     &["plan"],
-    &["world"],
+    &["world", "keyworld"],
+    // Pure, below the readers: keyworld asks it what to read.
+    &["keyplan"],
     &["error"],
-    &["config", "db", "identity", "lock", "openrouter"],
+    &["config", "db", "identity", "lock"],
+    // config checks OPENROUTER_HOST and SPENDING_LIMIT_RESET with the
+    // client's own rules.
+    &["openrouter"],
     // config renders values with envfile's rules to refuse them early.
     &["envfile"],
     &["logging", "checkpoint", "termination"],

@@ -13,6 +13,9 @@ pub mod envfile;
 mod error;
 pub mod exit;
 pub mod identity;
+mod keyapply;
+mod keyplan;
+mod keyworld;
 #[cfg(test)]
 mod layers;
 mod lock;
@@ -35,12 +38,17 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use cli::Options;
-use config::{Config, Mode};
+use config::{Config, KeySource, Minting, Mode};
 use db::{Access, FileState};
 use identity::OrgId;
+use keyapply::KeyOutcome;
+use keyplan::{PreviousPlan, RotationRequest, RowSeen};
 use lock::Lock;
-use report::Outcome;
+use openrouter::HttpKeyApi;
+use plan::ApiKey;
+use report::{KeyReport, Outcome};
 use secret::Secret;
+use world::{DatabaseState, World};
 
 /// The name of the lock file in the database's directory.
 pub const LOCK_FILE_NAME: &str = ".mai-provision.lock";
@@ -72,6 +80,18 @@ pub fn run(options: &Options) -> Result<Outcome, Error> {
         }
         .into());
     }
+    if options.rotate_key && config.key_source.minting().is_none() {
+        return Err(config::ConfigError::Invalid {
+            var: "--rotate-key",
+            problem: "asks to rotate the OpenRouter key, but only a key the job mints can be rotated, and no \
+                      management key is set"
+                .to_owned(),
+            fix: "Set OPENROUTER_MANAGEMENT_KEY (or OPENROUTER_MANAGEMENT_KEY_FILE), or rotate the key on \
+                  OpenRouter and give the new one in OPENROUTER_API_KEY."
+                .to_owned(),
+        }
+        .into());
+    }
     // A sidecar starts beside the application, before its schema exists.
     let wait = options
         .wait_for_database
@@ -96,29 +116,79 @@ pub fn run(options: &Options) -> Result<Outcome, Error> {
     } else {
         Access::ReadWrite
     };
+    let now = timestamp::now();
+    // Phase 1, with a management key: the key the .env and the row get.
+    let (mut key_phase, api_key) = match &config.key_source {
+        KeySource::Minted(minting) => {
+            let phase = KeyPhase::run(&config, minting, &id, options, now)?;
+            let api_key = phase.outcome.api_key.clone();
+            (Some(phase), api_key)
+        }
+        KeySource::Given(key) => (
+            None,
+            ApiKey {
+                value: key.clone(),
+                hash: None,
+            },
+        ),
+    };
+    // Phase 2: today's pipeline, with that key.
     let reading = world::read(
         &config,
         mode,
         &id,
+        &api_key.value,
         env_file,
         database_file,
         access,
         deadline,
     )?;
     tracing::debug!("found: {}", reading.world.describe());
-    let now = timestamp::now();
-    let plan = plan::build(&config, mode, id, &reading.world, now, new_secret_key)?;
+    let mut plan = plan::build(
+        &config,
+        mode,
+        id,
+        &reading.world,
+        api_key,
+        now,
+        new_secret_key,
+    )?;
+    if let Some(phase) = &mut key_phase {
+        phase.plan_previous(mode, &reading.world, now);
+        plan.warnings
+            .splice(0..0, phase.outcome.warnings.iter().cloned());
+    }
     tracing::debug!(
         "decided:\n{}",
-        report::plan_text(&plan, &config.database_path).trim_end()
+        report::plan_text(
+            &plan,
+            &config.database_path,
+            key_report(&key_phase).as_ref()
+        )
+        .trim_end()
     );
     for warning in &plan.warnings {
         tracing::warn!("{warning}");
     }
+    if let Some(phase) = &key_phase {
+        phase.say_previous();
+    }
     if options.dry_run {
-        return Ok(Outcome::planned(&plan, &config.database_path));
+        return Ok(Outcome::planned(
+            &plan,
+            &config.database_path,
+            key_report(&key_phase),
+        ));
+    }
+    if let Some(phase) = &mut key_phase
+        && matches!(plan.database, plan::DatabasePlan::Write { .. })
+    {
+        phase.note_row_write(now)?;
     }
     let applied = apply::apply(&plan, &config, reading.connection, now, deadline)?;
+    if let Some(phase) = &mut key_phase {
+        phase.delete_previous()?;
+    }
     if let Some(signal) = signals::received() {
         // Stopping between the commit and the renames would have left the
         // database and the .env apart; the run finished them first.
@@ -132,6 +202,7 @@ pub fn run(options: &Options) -> Result<Outcome, Error> {
             &applied,
             &config.database_path,
             false,
+            key_report(&key_phase),
         ));
     }
     if mode == Mode::Production {
@@ -145,7 +216,123 @@ pub fn run(options: &Options) -> Result<Outcome, Error> {
         &applied,
         &config.database_path,
         verified,
+        key_report(&key_phase),
     ))
+}
+
+/// The key phase of a run with a management key: the client, what it did,
+/// and what becomes of the key a rotation replaced.
+struct KeyPhase {
+    api: HttpKeyApi,
+    minting: Minting,
+    outcome: KeyOutcome,
+    previous: PreviousPlan,
+    previous_deleted: Option<String>,
+}
+
+impl KeyPhase {
+    /// Read the store and OpenRouter, decide, and (unless a dry run) mint,
+    /// reconcile and store: the key the `.env` and the row get.
+    fn run(
+        config: &Config,
+        minting: &Minting,
+        id: &OrgId,
+        options: &Options,
+        now: i64,
+    ) -> Result<Self, Error> {
+        let api = HttpKeyApi::new(&openrouter::ClientSettings {
+            base_url: &config.host,
+            management_key: &minting.management_key,
+            key_var: minting.key_var,
+            timeout: minting.timeout,
+            ssl_cert_file: minting.ssl_cert_file.as_deref(),
+            https_proxy: minting.https_proxy.as_ref().map(Secret::expose),
+            no_proxy: minting.no_proxy.as_deref(),
+        })?;
+        let rotation = RotationRequest {
+            flag: options.rotate_key,
+            token: minting.rotate_token.as_deref(),
+        };
+        let state = keyworld::read(&api, minting, id, rotation)?;
+        let plan = keyplan::decide(config, minting, id, &state, rotation, now)?;
+        let outcome = keyapply::provision(
+            &api,
+            &plan,
+            state.store.as_ref(),
+            minting,
+            id,
+            now,
+            options.dry_run,
+        )?;
+        Ok(Self {
+            api,
+            minting: minting.clone(),
+            outcome,
+            previous: PreviousPlan::None,
+            previous_deleted: None,
+        })
+    }
+
+    /// Decide on the key a rotation replaced, from the row as found.
+    fn plan_previous(&mut self, mode: Mode, world: &World, now: i64) {
+        let Some(store) = &self.outcome.store else {
+            return;
+        };
+        let row = match &world.database {
+            DatabaseState::Ready(snapshot) => snapshot.row.as_ref().map(|row| RowSeen {
+                api_key: &row.api_key,
+                updated_at: match row.updated_at {
+                    rusqlite::types::Value::Integer(at) => Some(at),
+                    _ => None,
+                },
+            }),
+            _ => None,
+        };
+        self.previous = keyplan::previous_key(store, mode, row, self.minting.rotation_grace, now);
+    }
+
+    /// Every run says that the previous key is still live, and why.
+    fn say_previous(&self) {
+        if let PreviousPlan::Wait { hash, waiting_for } = &self.previous {
+            tracing::info!(
+                "the previous OpenRouter key {hash} is still live; waiting for {waiting_for}"
+            );
+        }
+    }
+
+    fn note_row_write(&mut self, now: i64) -> Result<(), Error> {
+        match &mut self.outcome.store {
+            Some(store) if store.previous.is_some() => {
+                keyapply::note_row_write(&self.minting, store, now)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn delete_previous(&mut self) -> Result<(), Error> {
+        if !matches!(self.previous, PreviousPlan::Delete { .. }) {
+            return Ok(());
+        }
+        if let Some(store) = &mut self.outcome.store {
+            self.previous_deleted = keyapply::delete_previous(&self.api, &self.minting, store)?;
+        }
+        Ok(())
+    }
+}
+
+fn key_report(phase: &Option<KeyPhase>) -> Option<KeyReport> {
+    phase.as_ref().map(|phase| {
+        tracing::debug!(
+            "OpenRouter: {} request(s) in this run",
+            phase.api.requests()
+        );
+        KeyReport::new(
+            &phase.outcome,
+            &phase.previous,
+            phase.previous_deleted.as_deref(),
+            phase.api.requests(),
+        )
+    })
 }
 
 /// First boot with `--wait-for-database`: poll until the application has
@@ -215,6 +402,11 @@ fn take_locks(
         folders.push(database_dir.to_owned());
     }
     folders.push(paths::dir_of(&config.secret_key_store).to_owned());
+    // The OpenRouter key store's folder: replicas that mint take turns, and
+    // the second finds the first one's key.
+    if let Some(minting) = config.key_source.minting() {
+        folders.push(paths::dir_of(&minting.key_store).to_owned());
+    }
     // The same folder may be named two ways; its lock is taken once.
     let mut folders: Vec<PathBuf> = folders
         .iter()
@@ -239,36 +431,41 @@ fn take_locks(
     Ok(locks)
 }
 
-/// Each file has one job: a `.env` written over the key store, the database
+/// Each file has one job: a `.env` written over a key store, the database
 /// or a lock file would destroy it, and a key store on the database too.
 fn refuse_shared_paths(config: &Config, env_file: &Path) -> Result<(), config::ConfigError> {
     let store_dir = paths::dir_of(&config.secret_key_store);
-    let taken: [(&Path, &str); 4] = [
+    let database_lock = config.database_dir().join(LOCK_FILE_NAME);
+    let store_lock = store_dir.join(LOCK_FILE_NAME);
+    let mut taken: Vec<(&Path, &str)> = vec![
         (&config.database_path, "the database"),
-        (
-            &config.database_dir().join(LOCK_FILE_NAME),
-            "a lock file of this job",
-        ),
-        (&store_dir.join(LOCK_FILE_NAME), "a lock file of this job"),
+        (&database_lock, "a lock file of this job"),
+        (&store_lock, "a lock file of this job"),
         (
             &config.secret_key_store,
             "the key store (WEBUI_SECRET_KEY_STORE)",
         ),
     ];
-    // The key store is checked against all but itself.
-    let checks = [
-        ("ENV_FILE", env_file, &taken[..]),
-        (
-            "WEBUI_SECRET_KEY_STORE",
-            &config.secret_key_store,
-            &taken[..3],
-        ),
+    let key_store = config.key_source.minting().map(|m| m.key_store.as_path());
+    let key_store_lock = key_store.map(|path| paths::dir_of(path).join(LOCK_FILE_NAME));
+    if let (Some(path), Some(lock)) = (key_store, &key_store_lock) {
+        taken.push((lock, "a lock file of this job"));
+        taken.push((path, "the OpenRouter key store (OPENROUTER_KEY_STORE)"));
+    }
+    // A store is checked against everything else.
+    let mut checks: Vec<(&'static str, &Path)> = vec![
+        ("ENV_FILE", env_file),
+        ("WEBUI_SECRET_KEY_STORE", &config.secret_key_store),
     ];
-    for (var, path, others) in checks {
-        if let Some((other, what)) = others
+    if let Some(path) = key_store {
+        checks.push(("OPENROUTER_KEY_STORE", path));
+    }
+    for (var, path) in checks {
+        let found = taken
             .iter()
-            .find(|(other, _)| paths::same_location(path, other))
-        {
+            .filter(|(other, _)| *other != path)
+            .find(|(other, _)| paths::same_location(path, other));
+        if let Some((other, what)) = found {
             return Err(config::ConfigError::Invalid {
                 var,
                 problem: format!("names {what}, {}", other.display()),

@@ -102,10 +102,14 @@ pub struct Reading {
     pub connection: Option<Connection>,
 }
 
+/// `api_key` is the key the run will write: the database is asked which
+/// other organization holds it.
+#[allow(clippy::too_many_arguments)]
 pub fn read(
     config: &Config,
     mode: Mode,
     id: &OrgId,
+    api_key: &Secret,
     env_file: PathBuf,
     database_file: Option<FileState>,
     access: Access,
@@ -123,7 +127,7 @@ pub fn read(
             (DatabaseState::Missing { dir_exists }, None)
         }
         (_, Some(FileState::Present)) => {
-            let (state, conn) = read_database(config, id, access, deadline)?;
+            let (state, conn) = read_database(config, id, api_key, access, deadline)?;
             (state, Some(conn))
         }
     };
@@ -143,6 +147,7 @@ pub fn read(
 fn read_database(
     config: &Config,
     id: &OrgId,
+    api_key: &Secret,
     access: Access,
     deadline: Instant,
 ) -> Result<(DatabaseState, Connection), Error> {
@@ -151,11 +156,7 @@ fn read_database(
     let state = match db::inspect(&conn, path)? {
         None => DatabaseState::Empty,
         Some(schema) => DatabaseState::Ready(Box::new(db::read_snapshot(
-            &conn,
-            path,
-            schema,
-            &id.value,
-            &config.api_key,
+            &conn, path, schema, &id.value, api_key,
         )?)),
     };
     Ok((state, conn))

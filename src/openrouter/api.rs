@@ -148,7 +148,7 @@ pub fn list_all(api: &dyn KeyApi) -> Result<Vec<KeyInfo>, ApiError> {
 
 /// What a failed call means for the job. Every `reason` has been redacted
 /// of secrets (see `redact`).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
     /// 401 or 403: the management key is wrong, revoked or not a
     /// management key.

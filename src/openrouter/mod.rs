@@ -9,11 +9,10 @@ mod redact;
 mod retry;
 mod store;
 
-pub(crate) use api::{
-    ApiError, CreatedKey, KeyApi, KeyInfo, KeyPatch, LimitReset, NewKey, PAGE_SIZE, list_all,
-};
+#[cfg(test)]
+pub(crate) use api::CreatedKey;
+pub(crate) use api::{ApiError, KeyApi, KeyInfo, KeyPatch, LimitReset, NewKey, list_all};
 pub(crate) use http::{ClientSettings, HttpKeyApi, is_loopback_host};
-pub(crate) use redact::redact;
 pub(crate) use store::{
     CurrentKey, PendingRotation, PreviousKey, StoreError, StoredKeys, read as read_store,
     write as write_store,
