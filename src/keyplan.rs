@@ -444,8 +444,8 @@ pub fn previous_key(
     };
     if mode == Mode::Env {
         return wait(
-            "in env mode the job cannot see the application start (it reads no database row), so it never \
-             deletes that key itself: delete it on OpenRouter once no application uses it"
+            "someone to delete it on OpenRouter: in env mode the job cannot see the application start (it reads \
+             no database row), so it never deletes that key itself; delete it once no application uses it"
                 .to_owned(),
         );
     }

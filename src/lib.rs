@@ -171,7 +171,7 @@ pub fn run(options: &Options) -> Result<Outcome, Error> {
         tracing::warn!("{warning}");
     }
     if let Some(phase) = &key_phase {
-        phase.say_previous();
+        phase.say_previous(mode);
     }
     if options.dry_run {
         return Ok(Outcome::planned(
@@ -253,6 +253,9 @@ impl KeyPhase {
             flag: options.rotate_key,
             token: minting.rotate_token.as_deref(),
         };
+        if !options.dry_run {
+            keyapply::remove_leftovers(minting);
+        }
         let state = keyworld::read(&api, minting, id, rotation)?;
         let plan = keyplan::decide(config, minting, id, &state, rotation, now)?;
         let outcome = keyapply::provision(
@@ -291,12 +294,18 @@ impl KeyPhase {
         self.previous = keyplan::previous_key(store, mode, row, self.minting.rotation_grace, now);
     }
 
-    /// Every run says that the previous key is still live, and why.
-    fn say_previous(&self) {
+    /// Every run says that the previous key is still live, and why; in env
+    /// mode, where nothing will ever delete it, as a warning.
+    fn say_previous(&self, mode: Mode) {
         if let PreviousPlan::Wait { hash, waiting_for } = &self.previous {
-            tracing::info!(
+            let text = format!(
                 "the previous OpenRouter key {hash} is still live; waiting for {waiting_for}"
             );
+            if mode == Mode::Env {
+                tracing::warn!("{text}");
+            } else {
+                tracing::info!("{text}");
+            }
         }
     }
 
@@ -437,11 +446,14 @@ fn refuse_shared_paths(config: &Config, env_file: &Path) -> Result<(), config::C
     let store_dir = paths::dir_of(&config.secret_key_store);
     let database_lock = config.database_dir().join(LOCK_FILE_NAME);
     let store_lock = store_dir.join(LOCK_FILE_NAME);
-    let mut taken: Vec<(&Path, &str)> = vec![
-        (&config.database_path, "the database"),
-        (&database_lock, "a lock file of this job"),
-        (&store_lock, "a lock file of this job"),
+    // Each path with the variable that names it, if any: a file is never
+    // checked against itself.
+    let mut taken: Vec<(Option<&str>, &Path, &str)> = vec![
+        (None, &config.database_path, "the database"),
+        (None, &database_lock, "a lock file of this job"),
+        (None, &store_lock, "a lock file of this job"),
         (
+            Some("WEBUI_SECRET_KEY_STORE"),
             &config.secret_key_store,
             "the key store (WEBUI_SECRET_KEY_STORE)",
         ),
@@ -449,10 +461,13 @@ fn refuse_shared_paths(config: &Config, env_file: &Path) -> Result<(), config::C
     let key_store = config.key_source.minting().map(|m| m.key_store.as_path());
     let key_store_lock = key_store.map(|path| paths::dir_of(path).join(LOCK_FILE_NAME));
     if let (Some(path), Some(lock)) = (key_store, &key_store_lock) {
-        taken.push((lock, "a lock file of this job"));
-        taken.push((path, "the OpenRouter key store (OPENROUTER_KEY_STORE)"));
+        taken.push((None, lock, "a lock file of this job"));
+        taken.push((
+            Some("OPENROUTER_KEY_STORE"),
+            path,
+            "the OpenRouter key store (OPENROUTER_KEY_STORE)",
+        ));
     }
-    // A store is checked against everything else.
     let mut checks: Vec<(&'static str, &Path)> = vec![
         ("ENV_FILE", env_file),
         ("WEBUI_SECRET_KEY_STORE", &config.secret_key_store),
@@ -463,8 +478,9 @@ fn refuse_shared_paths(config: &Config, env_file: &Path) -> Result<(), config::C
     for (var, path) in checks {
         let found = taken
             .iter()
-            .filter(|(other, _)| *other != path)
-            .find(|(other, _)| paths::same_location(path, other));
+            .filter(|(owner, ..)| *owner != Some(var))
+            .find(|(_, other, _)| paths::same_location(path, other))
+            .map(|(_, other, what)| (other, what));
         if let Some((other, what)) = found {
             return Err(config::ConfigError::Invalid {
                 var,

@@ -1,7 +1,7 @@
 //! Text from OpenRouter (an error's message, a body we cannot read) is
 //! shown to the operator; it must never carry a secret. Known secrets
-//! become their fingerprints; anything else shaped like an OpenRouter key
-//! is cut to its prefix. Control characters are escaped and the text is
+//! become `[key …sha256:<8 hex digits>]`, their fingerprint's hash part;
+//! anything else shaped like an OpenRouter key is cut to its prefix. Control characters are escaped and the text is
 //! kept short, so that a hostile answer cannot forge log lines.
 
 use crate::secret::Secret;
@@ -15,7 +15,11 @@ pub fn redact(text: &str, known: &[&Secret]) -> String {
     let mut out = text.to_owned();
     for secret in known {
         if !secret.expose().is_empty() {
-            out = out.replace(secret.expose(), &secret.fingerprint());
+            let fingerprint = secret.fingerprint();
+            let hash = fingerprint
+                .find('…')
+                .map_or(fingerprint.as_str(), |at| &fingerprint[at..]);
+            out = out.replace(secret.expose(), &format!("[key {hash}]"));
         }
     }
     let out = cut_key_shapes(&out);
@@ -95,7 +99,12 @@ mod tests {
         let key = Secret::new("mgmt-key-0123456789");
         let shown = redact("bad key mgmt-key-0123456789 here", &[&key]);
         assert!(!shown.contains("0123456789"), "{shown}");
-        assert!(shown.contains(&key.fingerprint()), "{shown}");
+        let hash = &key.fingerprint()["…sha256:".len()..];
+        assert_eq!(shown, format!("bad key [key …sha256:{hash}] here"));
+        let known = Secret::new("sk-or-v1-known0123456789");
+        let shown = redact("sk-or-v1-known0123456789 and sk-or-v1-other0123", &[&known]);
+        assert!(shown.starts_with("[key …sha256:"), "{shown}");
+        assert!(shown.ends_with(" and sk-or-…(redacted)"), "{shown}");
     }
 
     #[test]
