@@ -8,8 +8,9 @@ the job's key store on the data volume, mounted read-only where the image's
 start script reads it (docs/mai-contract.md, "WEBUI_SECRET_KEY and the start
 script"); the key from a Secret through *_FILE; paths that agree with the
 ConfigMap; and an application image that the base leaves as a placeholder
-an overlay must replace.
-Usage: check_k8s.py RENDERED.yaml {base|overlay}
+an overlay must replace. A build with the minting component (`minting`)
+gives both jobs a management key from a Secret instead of the client's key.
+Usage: check_k8s.py RENDERED.yaml {base|overlay|minting}
 """
 
 import sys
@@ -23,9 +24,15 @@ KEY_STORE = ".webui_secret_key"
 # Where the image's start script reads the key.
 START_SCRIPT_KEY = "/app/backend/.webui_secret_key"
 
-if len(sys.argv) != 3 or sys.argv[2] not in ("base", "overlay"):
-    sys.exit("usage: check_k8s.py RENDERED.yaml {base|overlay}")
+if len(sys.argv) != 3 or sys.argv[2] not in ("base", "overlay", "minting"):
+    sys.exit("usage: check_k8s.py RENDERED.yaml {base|overlay|minting}")
 kind_of_build = sys.argv[2]
+# The job's key, through a file in a mounted Secret: the client's key, or
+# with the minting component a management key (never both: 78).
+KEY_FILE_VAR = "OPENROUTER_MANAGEMENT_KEY_FILE" if kind_of_build == "minting" else "OPENROUTER_API_KEY_FILE"
+OTHER_KEY_VARS = {"OPENROUTER_API_KEY", "OPENROUTER_API_KEY_FILE", "OPENROUTER_MANAGEMENT_KEY",
+                  "OPENROUTER_MANAGEMENT_KEY_FILE", "OPENROUTER_PROVISIONING_KEY",
+                  "OPENROUTER_PROVISIONING_KEY_FILE"} - {KEY_FILE_VAR}
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
 by_kind = {}
 for doc in docs:
@@ -67,16 +74,15 @@ def check_job_container(pod, container, where):
     refs = [e.get("configMapRef", {}).get("name") for e in container.get("envFrom", [])]
     expect(config.get("metadata", {}).get("name") in refs, f"{where}: envFrom the ConfigMap")
     env = {e["name"]: e for e in container.get("env", [])}
-    expect("OPENROUTER_API_KEY" not in env and "OPENROUTER_API_KEY" not in data,
-           f"{where}: the key only through OPENROUTER_API_KEY_FILE")
-    key_file = env.get("OPENROUTER_API_KEY_FILE", {}).get("value", "")
+    expect(not (OTHER_KEY_VARS & (set(env) | set(data))), f"{where}: the key only through {KEY_FILE_VAR}")
+    key_file = env.get(KEY_FILE_VAR, {}).get("value", "")
     volumes = {v["name"]: v for v in pod.get("volumes", [])}
     mounts = {m["mountPath"]: m for m in container.get("volumeMounts", [])}
     secret_mounts = [
         path for path, m in mounts.items()
         if "secret" in volumes.get(m["name"], {}) and key_file.startswith(path + "/")
     ]
-    expect(len(secret_mounts) == 1, f"{where}: OPENROUTER_API_KEY_FILE lies in a mounted Secret")
+    expect(len(secret_mounts) == 1, f"{where}: {KEY_FILE_VAR} lies in a mounted Secret")
     data_mount = mounts.get(data.get("DATA_DIR", "?"))
     expect(data_mount is not None
            and volumes.get(data_mount["name"], {}).get("persistentVolumeClaim", {}).get("claimName")
