@@ -204,7 +204,8 @@ pub fn read(path: &Path, id: &str) -> Result<Option<StoredKeys>, StoreError> {
 }
 
 /// Replace the store atomically: written, synced, renamed, the folder
-/// synced. A replaced store keeps its owner.
+/// synced. A replaced store keeps its owner. A termination signal does not
+/// stop it: it may hold a secret that exists nowhere else, and it is quick.
 pub fn write(path: &Path, keys: &StoredKeys) -> Result<(), StoreError> {
     if !crate::paths::dir_of(path).is_dir() {
         return Err(StoreError::NoFolder {
@@ -217,7 +218,8 @@ pub fn write(path: &Path, keys: &StoredKeys) -> Result<(), StoreError> {
             problem: format!("cannot be written ({e})"),
         })?;
     json.push('\n');
-    let prepared = PreparedFile::create(path, json.as_bytes(), MODE, envfile::owner_of(path))?;
+    let prepared =
+        PreparedFile::create_despite_signals(path, json.as_bytes(), MODE, envfile::owner_of(path))?;
     prepared.commit()?;
     Ok(())
 }

@@ -889,3 +889,33 @@ fn the_stand_in_follows_the_documented_shapes() {
     );
     assert_eq!(standin.requests().len(), 10);
 }
+
+#[test]
+fn a_sigterm_during_the_create_keeps_the_key_it_made() {
+    let standin = StandIn::start(MANAGEMENT_KEY);
+    standin.fail(Fault::new(Some("POST"), 1, FaultKind::Slow(Duration::from_secs(2))));
+    let sandbox = Sandbox::with_shape(Shape::Startup);
+    let mut cmd = sandbox.minting_command(&standin);
+    cmd.arg("--production");
+    let live = spawn(cmd);
+    let started = Instant::now();
+    while !standin.requests().iter().any(|r| r.starts_with("POST ")) {
+        assert!(started.elapsed() < Duration::from_secs(20), "no create was sent");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    live.signal("TERM");
+    let ended = live.wait(Duration::from_secs(30));
+    assert_eq!(ended.run.code, 143, "{}", ended.run.stderr);
+    assert_hides_keys(&ended.run, &sandbox, &standin);
+    let created = standin.live_keys();
+    assert_eq!(created.len(), 1);
+    assert_eq!(
+        sandbox.stored().map(|s| s.hash),
+        Some(created[0].hash.clone()),
+        "the key was stored although SIGTERM came first"
+    );
+    standin.clear_log();
+    sandbox.mint(&standin, &["--production"], &[]).expect(0);
+    assert_eq!(standin.requests(), [format!("GET /api/v1/keys/{}", created[0].hash)]);
+    assert_one_key_everywhere(&sandbox, &standin);
+}
