@@ -90,6 +90,9 @@ pub fn provision(
     now: i64,
     dry_run: bool,
 ) -> Result<KeyOutcome, Error> {
+    if let Some(hash) = &plan.forget_previous {
+        forget_previous(minting, store, hash, dry_run)?;
+    }
     let kept = |done: KeyDone, key: &CurrentKey| KeyOutcome {
         api_key: known(key),
         done,
@@ -136,6 +139,26 @@ pub fn provision(
             reason: "internal error: the key plan keeps no key".to_owned(),
         })),
     }
+}
+
+/// A rotation's previous key that someone deleted on OpenRouter: the store
+/// stops waiting for it.
+fn forget_previous(
+    minting: &Minting,
+    store: Option<&StoredKeys>,
+    hash: &str,
+    dry_run: bool,
+) -> Result<(), Error> {
+    if dry_run {
+        return Ok(());
+    }
+    if let Some(keys) = store {
+        openrouter::write_store(&minting.key_store, keys)?;
+    }
+    tracing::info!(
+        "the previous OpenRouter key {hash} was deleted on OpenRouter: no longer waiting for it"
+    );
+    Ok(())
 }
 
 fn known(key: &CurrentKey) -> ApiKey {
@@ -471,6 +494,7 @@ mod tests {
                 replaces,
             })),
             kept: None,
+            forget_previous: None,
             warnings: vec![],
         }
     }
@@ -619,6 +643,7 @@ mod tests {
                 ..KeyPatch::default()
             }),
             kept: Some(current("h1")),
+            forget_previous: None,
             warnings: vec![],
         };
         let outcome = provision(&api, &plan, None, &minting, &id(), NOW, false).unwrap();

@@ -62,9 +62,13 @@ pub enum Listing {
 /// What `keyworld` read.
 #[derive(Debug, Clone)]
 pub struct KeyState {
+    /// The key store, without a previous key that OpenRouter no longer has.
     pub store: Option<StoredKeys>,
     pub current: Remote,
     pub listing: Listing,
+    /// The hash of a rotation's previous key that OpenRouter answered 404
+    /// for (someone deleted it): the store forgets it.
+    pub previous_gone: Option<String>,
 }
 
 /// A rotation asked for on this run: `--rotate-key`, or ROTATE_KEY.
@@ -149,6 +153,8 @@ pub struct KeyPlan {
     pub action: KeyAction,
     /// The stored key this run keeps using, unless it mints.
     pub kept: Option<CurrentKey>,
+    /// A previous key that is gone on OpenRouter, to forget first.
+    pub forget_previous: Option<String>,
     pub warnings: Vec<String>,
 }
 
@@ -183,7 +189,7 @@ pub fn decide(
             MintReason::Disabled
         }
         (Some(key), Remote::Unknown(error)) => {
-            return Ok(offline(key, error, state, rotation, warnings));
+            return Ok(offline(key, error, state, rotation, warnings).forgetting(state));
         }
         (Some(key), Remote::Found(info)) => {
             let store = state.store.as_ref();
@@ -193,13 +199,21 @@ pub fn decide(
                 if store.is_some_and(|s| s.rotation_due(rotation.flag, rotation.token)) {
                     warnings.push(postponed_rotation(store));
                 }
-                return Ok(keep(key, info, &name, minting, warnings));
+                return Ok(keep(key, info, &name, minting, warnings).forgetting(state));
             }
         }
     };
     mint(
         name, minting, id, state, stored, reason, rotation, now, warnings,
     )
+    .map(|plan| plan.forgetting(state))
+}
+
+impl KeyPlan {
+    fn forgetting(mut self, state: &KeyState) -> Self {
+        self.forget_previous = state.previous_gone.clone();
+        self
+    }
 }
 
 /// The stored key, live: as it is, or reconciled with one PATCH.
@@ -219,6 +233,7 @@ fn keep(
     KeyPlan {
         action,
         kept: Some(key.clone()),
+        forget_previous: None,
         warnings,
     }
 }
@@ -280,6 +295,7 @@ fn offline(
     KeyPlan {
         action: KeyAction::Offline { reason },
         kept: Some(key.clone()),
+        forget_previous: None,
         warnings,
     }
 }
@@ -366,6 +382,7 @@ fn mint(
             rotation_token,
         })),
         kept: None,
+        forget_previous: None,
         warnings,
     })
 }
@@ -391,6 +408,7 @@ fn cannot_list(
                     reason: error.to_string(),
                 },
                 kept: Some(key),
+                forget_previous: None,
                 warnings,
             })
         }

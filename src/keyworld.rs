@@ -1,7 +1,10 @@
 //! Reading what the key phase decides on: the key store, and what
 //! OpenRouter says about the stored key. The account's keys are listed
 //! only when the run may mint (`keyplan::needs_listing`), so that a run
-//! with a live, matching key makes exactly one request.
+//! with a live, matching key makes exactly one request. A rotation's
+//! previous key is asked about only where nothing else would ever find it
+//! gone: in env mode (no run deletes it; the operator does), and when a new
+//! rotation waits for it.
 
 use crate::config::Minting;
 use crate::error::Error;
@@ -14,8 +17,15 @@ pub fn read(
     minting: &Minting,
     id: &OrgId,
     rotation: RotationRequest<'_>,
+    env_mode: bool,
 ) -> Result<KeyState, Error> {
-    let store = openrouter::read_store(&minting.key_store, &id.value)?;
+    let mut store = openrouter::read_store(&minting.key_store, &id.value)?;
+    let previous_gone = match &mut store {
+        Some(keys) if env_mode || keys.rotation_due(rotation.flag, rotation.token) => {
+            previous_gone(api, keys)?
+        }
+        _ => None,
+    };
     let current = match store.as_ref().and_then(|s| s.current.as_ref()) {
         None => Remote::NotStored,
         Some(key) => match api.get(&key.hash) {
@@ -48,7 +58,29 @@ pub fn read(
         store,
         current,
         listing,
+        previous_gone,
     })
+}
+
+/// A previous key OpenRouter answers 404 for is gone: taken out of the
+/// store as read (the plan has the store forget it). An outage leaves it.
+fn previous_gone(
+    api: &dyn KeyApi,
+    keys: &mut openrouter::StoredKeys,
+) -> Result<Option<String>, Error> {
+    let Some(previous) = &keys.previous else {
+        return Ok(None);
+    };
+    match api.get(&previous.hash) {
+        Err(ApiError::NotFound { .. }) => {
+            let hash = previous.hash.clone();
+            keys.previous = None;
+            Ok(Some(hash))
+        }
+        Ok(_) => Ok(None),
+        Err(e) if e.is_outage() => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn describe_store(store: Option<&openrouter::StoredKeys>) -> String {

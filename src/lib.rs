@@ -120,7 +120,7 @@ pub fn run(options: &Options) -> Result<Outcome, Error> {
     // Phase 1, with a management key: the key the .env and the row get.
     let (mut key_phase, api_key) = match &config.key_source {
         KeySource::Minted(minting) => {
-            let phase = KeyPhase::run(&config, minting, &id, options, now)?;
+            let phase = KeyPhase::run(&config, minting, &id, options, mode, now)?;
             let api_key = phase.outcome.api_key.clone();
             (Some(phase), api_key)
         }
@@ -238,6 +238,7 @@ impl KeyPhase {
         minting: &Minting,
         id: &OrgId,
         options: &Options,
+        mode: Mode,
         now: i64,
     ) -> Result<Self, Error> {
         let api = HttpKeyApi::new(&openrouter::ClientSettings {
@@ -256,7 +257,7 @@ impl KeyPhase {
         if !options.dry_run {
             keyapply::remove_leftovers(minting);
         }
-        let state = keyworld::read(&api, minting, id, rotation)?;
+        let state = keyworld::read(&api, minting, id, rotation, mode == Mode::Env)?;
         let plan = keyplan::decide(config, minting, id, &state, rotation, now)?;
         let outcome = keyapply::provision(
             &api,

@@ -53,6 +53,7 @@ fn state(store: Option<StoredKeys>, current: Remote, listing: Listing) -> KeySta
         store,
         current,
         listing,
+        previous_gone: None,
     }
 }
 
@@ -617,4 +618,28 @@ fn in_env_mode_the_previous_key_is_never_deleted() {
         ),
         PreviousPlan::None
     );
+}
+
+#[test]
+fn a_previous_key_deleted_by_hand_is_forgotten_and_the_rotation_runs() {
+    // keyworld found the previous key gone and took it out of the store.
+    let mut gone = state(
+        Some(stored("h1")),
+        Remote::Found(info("h1", NAME)),
+        Listing::Read(vec![info("h1", NAME)]),
+    );
+    gone.previous_gone = Some("h0".into());
+    let plan = decide_with(
+        &config(&[]),
+        &gone,
+        RotationRequest {
+            flag: true,
+            token: None,
+        },
+    );
+    assert_eq!(plan.forget_previous.as_deref(), Some("h0"));
+    assert_eq!(mint_of(&plan).reason, MintReason::Rotation);
+    let kept = decide_with(&config(&[]), &gone, NO_ROTATION);
+    assert!(matches!(kept.action, KeyAction::Reuse));
+    assert_eq!(kept.forget_previous.as_deref(), Some("h0"));
 }

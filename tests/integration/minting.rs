@@ -893,14 +893,21 @@ fn the_stand_in_follows_the_documented_shapes() {
 #[test]
 fn a_sigterm_during_the_create_keeps_the_key_it_made() {
     let standin = StandIn::start(MANAGEMENT_KEY);
-    standin.fail(Fault::new(Some("POST"), 1, FaultKind::Slow(Duration::from_secs(2))));
+    standin.fail(Fault::new(
+        Some("POST"),
+        1,
+        FaultKind::Slow(Duration::from_secs(2)),
+    ));
     let sandbox = Sandbox::with_shape(Shape::Startup);
     let mut cmd = sandbox.minting_command(&standin);
     cmd.arg("--production");
     let live = spawn(cmd);
     let started = Instant::now();
     while !standin.requests().iter().any(|r| r.starts_with("POST ")) {
-        assert!(started.elapsed() < Duration::from_secs(20), "no create was sent");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no create was sent"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     live.signal("TERM");
@@ -916,6 +923,40 @@ fn a_sigterm_during_the_create_keeps_the_key_it_made() {
     );
     standin.clear_log();
     sandbox.mint(&standin, &["--production"], &[]).expect(0);
-    assert_eq!(standin.requests(), [format!("GET /api/v1/keys/{}", created[0].hash)]);
+    assert_eq!(
+        standin.requests(),
+        [format!("GET /api/v1/keys/{}", created[0].hash)]
+    );
     assert_one_key_everywhere(&sandbox, &standin);
+}
+
+#[test]
+fn a_previous_key_deleted_by_hand_is_forgotten_and_the_next_rotation_runs() {
+    let standin = StandIn::start(MANAGEMENT_KEY);
+    let sandbox = Sandbox::new();
+    sandbox.mint(&standin, &[], &[]).expect(0);
+    let old = assert_one_key_everywhere(&sandbox, &standin);
+    sandbox
+        .mint(&standin, &[], &[("ROTATE_KEY", "t1")])
+        .expect(0);
+    // In env mode the operator deletes the old key, as the warning says.
+    standin.delete_key(&old.hash);
+    sandbox
+        .mint(&standin, &[], &[("ROTATE_KEY", "t1")])
+        .expect(0)
+        .assert_mentions(&[&format!(
+            "the previous OpenRouter key {} was deleted on OpenRouter: no longer waiting for it",
+            old.hash
+        )])
+        .assert_absent("is still live");
+    assert_eq!(sandbox.stored().unwrap().previous, None);
+    let current = assert_one_key_everywhere(&sandbox, &standin);
+    // The next rotation is no longer held back.
+    sandbox
+        .mint(&standin, &[], &[("ROTATE_KEY", "t2")])
+        .expect(0);
+    assert_eq!(
+        sandbox.stored().unwrap().previous.as_deref(),
+        Some(current.hash.as_str())
+    );
 }
