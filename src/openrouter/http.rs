@@ -370,9 +370,10 @@ impl KeyApi for HttpKeyApi {
         let created = self
             .parse::<Created>(&answer, "POST /keys")
             .map_err(|reason| ApiError::OutcomeUnknown { reason })?;
-        if created.key.trim().is_empty() || created.data.hash.trim().is_empty() {
+        // A key the job cannot address by its hash could never be managed.
+        if created.key.trim().is_empty() || path_segment(&created.data.hash).is_err() {
             return Err(ApiError::OutcomeUnknown {
-                reason: "POST /keys answered without the key or its hash".to_owned(),
+                reason: "POST /keys answered without the key or a usable hash".to_owned(),
             });
         }
         Ok(CreatedKey {

@@ -33,6 +33,13 @@ pub struct KeyReport {
     pub changes: bool,
 }
 
+/// The first 8 characters of a hash, as git shows a commit: enough to tell
+/// keys apart in a summary line. Characters, not bytes: the hash is the
+/// server's text.
+fn short_hash(hash: &str) -> String {
+    hash.chars().take(8).collect()
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct PreviousReport {
     pub hash: String,
@@ -141,7 +148,7 @@ impl KeyReport {
         let short = self
             .hash
             .as_deref()
-            .map_or_else(String::new, |h| format!(" ({})", &h[..h.len().min(8)]));
+            .map_or_else(String::new, |h| format!(" ({})", short_hash(h)));
         let verb = |past: &str| {
             if planned {
                 format!("would be {past}")
@@ -168,7 +175,7 @@ impl KeyReport {
             ));
         }
         if let Some(previous) = &self.previous {
-            let short = &previous.hash[..previous.hash.len().min(8)];
+            let short = short_hash(&previous.hash);
             text.push_str(&match previous.status {
                 "deleted" => format!(", previous key {short} deleted"),
                 "to_delete" => format!(", previous key {short} {}", verb("deleted")),
@@ -176,5 +183,17 @@ impl KeyReport {
             });
         }
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_short_hash_is_cut_at_characters_not_bytes() {
+        assert_eq!(short_hash("f01d52606dc8f0a8"), "f01d5260");
+        assert_eq!(short_hash("ab"), "ab");
+        assert_eq!(short_hash("żżżżżżżżżż"), "żżżżżżżż");
     }
 }
