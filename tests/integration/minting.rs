@@ -960,3 +960,16 @@ fn a_previous_key_deleted_by_hand_is_forgotten_and_the_next_rotation_runs() {
         Some(current.hash.as_str())
     );
 }
+
+#[test]
+fn loopback_is_never_proxied() {
+    let standin = StandIn::start(MANAGEMENT_KEY);
+    let sandbox = Sandbox::with_shape(Shape::Startup);
+    // A proxy that does not exist: a call that went through it would fail.
+    let proxy = [
+        ("HTTPS_PROXY", "http://127.0.0.1:9"),
+        ("NO_PROXY", "internal.example"),
+    ];
+    sandbox.mint(&standin, &["--production"], &proxy).expect(0);
+    assert_one_key_everywhere(&sandbox, &standin);
+}
