@@ -10,6 +10,8 @@ use std::path::Path;
 const LAYERS: &[&[&str]] = &[
     &["lib"],
     &["report", "verify"],
+    // The key phase of a run, which lib drives around the pipeline.
+    &["keyphase"],
     &["cli"],
     &["exit", "apply", "keyapply"],
     &["plan"],
