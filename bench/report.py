@@ -52,6 +52,8 @@ def main() -> None:
     for shape in ("alembic", "startup"):
         rows.append((f"full run (insert), {shape}", median_ms(w, f"ours-full-{shape}"), median_ms(w, f"sqlite3-full-{shape}"), rss_kib(w, f"ours-full-{shape}")))
         rows.append((f"no-op run, {shape}", median_ms(w, f"ours-noop-{shape}"), median_ms(w, f"sqlite3-noop-{shape}"), rss_kib(w, f"ours-noop-{shape}")))
+    rows.append(("no-op run with a management key, start-up shape (1 request to a local stand-in)",
+                 median_ms(w, "ours-noop-minting"), None, rss_kib(w, "ours-noop-minting")))
     large = median_ms(w, "ours-noop-large")
     rows.append((f"no-op run, {args.large_bytes / MIB / 1024:.2f} GiB database", large, None, rss_kib(w, "ours-noop-large")))
 

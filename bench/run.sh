@@ -49,7 +49,14 @@ BIN=$(build_binary)
 [ -x "$BIN" ] || { echo "no binary at $BIN" >&2; exit 1; }
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/mai-bench.XXXXXX")
-trap 'rm -rf "$WORK"' EXIT
+STANDIN_PID=
+PG_STOP=
+cleanup() {
+    [ -n "$STANDIN_PID" ] && kill "$STANDIN_PID" 2>/dev/null
+    [ -n "$PG_STOP" ] && $PG_STOP >/dev/null 2>&1
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
 
 export ORGANIZATION_NAME='ABC Company Sp. z o.o.'
 export OPENROUTER_API_KEY=sk-or-v1-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
@@ -156,7 +163,7 @@ if [ -n "$PG_BIN" ] && [ "$(id -u)" = 0 ]; then
     pg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     as_pg "$PG_BIN/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -w \
         -o "-p $pg_port -k $pg_dir -c listen_addresses=127.0.0.1" start >/dev/null
-    trap 'as_pg "$PG_BIN/pg_ctl" -D "$pg_dir/data" -m fast stop >/dev/null 2>&1; rm -rf "$WORK"' EXIT
+    PG_STOP="setpriv --reuid=postgres --regid=postgres --init-groups -- $PG_BIN/pg_ctl -D $pg_dir/data -m fast stop"
     export PGHOST=127.0.0.1 PGPORT=$pg_port PGUSER=postgres PGSSLMODE=disable
     psql -q -X -d postgres -c "CREATE DATABASE bench" >/dev/null
     # The migration's shape with the column the job adds on its first run:
@@ -182,6 +189,39 @@ if [ -n "$PG_BIN" ] && [ "$(id -u)" = 0 ]; then
 else
     section "PostgreSQL: skipped (needs root and Debian's postgresql: apt-get install postgresql)"
 fi
+
+section "no-op run with a management key (one request to the OpenRouter stand-in)"
+if [ -x scripts/build-static.sh ]; then
+    STANDIN=$(scripts/build-static.sh --example openrouter-standin | tail -n 1)
+else
+    cargo build --release --locked --example openrouter-standin >&2
+    STANDIN="$ROOT/target/release/examples/openrouter-standin"
+fi
+MANAGEMENT_KEY=sk-or-v1-benchmgmt0000aaaa1111bbbb2222cccc3333dddd4444eeee5555ffff
+printf '%s\n' "$MANAGEMENT_KEY" > "$WORK/management-key"
+PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$STANDIN" "$PORT" "$WORK/management-key" > "$WORK/openrouter.log" 2>&1 &
+STANDIN_PID=$!
+for _ in $(seq 100); do
+    grep -q 'listening on' "$WORK/openrouter.log" && break
+    sleep 0.1
+done
+mint="$WORK/run-mint"
+mkdir -p "$mint"
+fixture_db startup "$mint/webui.db"
+ours_mint="env -u OPENROUTER_API_KEY DATA_DIR=$mint ENV_FILE=$mint/.env OPENROUTER_MANAGEMENT_KEY=$MANAGEMENT_KEY OPENROUTER_HOST=http://127.0.0.1:$PORT/api/v1 $BIN --init-database"
+$ours_mint
+# The stand-in writes its log every 20 ms.
+sleep 0.2
+before=$(grep -c ' request ' "$WORK/openrouter.log" || true)
+$ours_mint
+sleep 0.2
+requests=$(( $(grep -c ' request ' "$WORK/openrouter.log" || true) - before ))
+[ "$requests" = 1 ] || { echo "the no-op run with a management key made $requests requests, not 1" >&2; exit 1; }
+measure "ours-noop-minting" "" "$ours_mint"
+peak_rss "ours-noop-minting" "" "$ours_mint"
+kill "$STANDIN_PID"
+STANDIN_PID=
 
 section "no-op run against a large database"
 LARGE=$(large_db)

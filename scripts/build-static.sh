@@ -49,6 +49,13 @@ echo "building a static $name for $triple" >&2
 # symbol, and generating a WEBUI_SECRET_KEY then crashed (SIGSEGV) with
 # "linux_getrandom". --target keeps these flags off build scripts and proc
 # macros, which must stay dynamic host programs.
+#
+# No unwind tables for the C code (the bundled SQLite, ring's C and
+# assembly): nothing ever unwinds through it (the release profile aborts on
+# panic, and C does not throw), and they were 150 KB of the binary, which
+# keeps it under its size goal with TLS (docs/size-and-performance.md).
+cflags_var="CFLAGS_${triple//-/_}"
+export "$cflags_var=${!cflags_var:+${!cflags_var} }-fno-asynchronous-unwind-tables -fno-unwind-tables"
 RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-C target-feature=+crt-static --cfg getrandom_backend=\"linux_raw\"" \
   cargo build --release --locked --target "$triple" "${cargo_target[@]}" >&2
 

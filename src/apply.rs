@@ -206,11 +206,11 @@ fn write_in_transaction(
         Some(schema) => DatabaseState::Ready(Box::new(db.read_snapshot(
             schema,
             &plan.id.value,
-            &config.api_key,
+            &plan.api_key.value,
         )?)),
         None => DatabaseState::Empty,
     };
-    let mut fresh = plan::plan_database(config, &plan.id, &state, now)?;
+    let mut fresh = plan::plan_database(config, &plan.id, &state, &plan.api_key, now)?;
     if let DatabasePlan::Write {
         create_schema,
         add_columns,

@@ -59,6 +59,12 @@ pub struct Cli {
     #[arg(long, conflicts_with_all = ["dry_run", "check"])]
     pub sidecar: bool,
 
+    /// Replace the OpenRouter key the job minted with a new one, now (with
+    /// a management key). For a setting that stays in a ConfigMap, use
+    /// ROTATE_KEY, which rotates once per token.
+    #[arg(long)]
+    pub rotate_key: bool,
+
     /// Print the version and the SQLite version.
     #[arg(short = 'V', long)]
     pub version: bool,
@@ -74,6 +80,8 @@ pub struct Options {
     pub wait_for_database: Option<Duration>,
     /// Stay idle after provisioning until a termination signal.
     pub sidecar: bool,
+    /// `--rotate-key`: replace the minted OpenRouter key on this run.
+    pub rotate_key: bool,
 }
 
 /// clap wants the default as text; the test below keeps it equal to the
@@ -130,6 +138,7 @@ impl Cli {
             output: self.output,
             wait_for_database: self.wait_for_database.map(Duration::from_secs_f64),
             sidecar: self.sidecar,
+            rotate_key: self.rotate_key,
         }
     }
 }

@@ -14,9 +14,11 @@ use crate::envfile;
 use crate::secret::Secret;
 
 mod database;
+mod minting;
 pub(crate) mod vars;
 
 pub use database::{PgHost, PgTarget, SslMode};
+pub use minting::{KeySource, Minting};
 pub use vars::{VARIABLES, Variable};
 
 pub(crate) const DEFAULT_HOST: &str = "https://openrouter.ai/api/v1";
@@ -84,7 +86,8 @@ pub struct MarkupRate {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub organization_name: String,
-    pub api_key: Secret,
+    /// The given OPENROUTER_API_KEY, or a management key to mint one with.
+    pub key_source: KeySource,
     pub external_user: Option<String>,
     pub host: String,
     pub markup_rate: MarkupRate,
@@ -122,13 +125,16 @@ impl Config {
         } else {
             format!("unset (new rows {})", self.markup_rate.value)
         };
+        let key = match &self.key_source {
+            KeySource::Given(key) => key.fingerprint(),
+            KeySource::Minted(minting) => minting.describe(),
+        };
         format!(
-            "organization {:?}, id {}, OpenRouter key {}, host {}, markup {markup}, spending limit {}, \
+            "organization {:?}, id {}, OpenRouter key {key}, host {}, markup {markup}, spending limit {}, \
              models {}, WEBUI_SECRET_KEY {}, ORGANIZATION_ACTIVE {:?}, DATA_DIR {:?}, database {:?}, .env {:?} \
              (mode {:04o}), key store {:?}, LOCK_TIMEOUT {:?}, CREATE_SCHEMA {}, REQUIRE_DATABASE {}",
             self.organization_name,
             self.external_user.as_deref().unwrap_or("derived"),
-            self.api_key.fingerprint(),
             self.host,
             self.spending_limit,
             self.model_ids
@@ -216,6 +222,18 @@ struct RawEnv {
     openrouter_api_key_file: Option<String>,
     openrouter_external_user: Option<String>,
     openrouter_host: Option<String>,
+    openrouter_management_key: Option<String>,
+    openrouter_management_key_file: Option<String>,
+    openrouter_provisioning_key: Option<String>,
+    openrouter_provisioning_key_file: Option<String>,
+    spending_limit_reset: Option<String>,
+    rotate_key: Option<String>,
+    key_rotation_grace: Option<String>,
+    openrouter_timeout: Option<String>,
+    openrouter_key_store: Option<String>,
+    ssl_cert_file: Option<String>,
+    https_proxy: Option<String>,
+    no_proxy: Option<String>,
     markup_rate: Option<String>,
     spending_limit: Option<String>,
     model_ids: Option<String>,
@@ -320,16 +338,57 @@ fn build(raw: RawEnv) -> Result<Config, ConfigError> {
              create its schema (start it once), then run the job.",
         ));
     }
+    let organization_name = organization_name(raw.organization_name)?;
+    let host = host(raw.openrouter_host)?;
+    let spending_limit = spending_limit(raw.spending_limit.as_deref())?;
+    let api_key_set = match (&raw.openrouter_api_key, &raw.openrouter_api_key_file) {
+        (Some(_), _) => Some("OPENROUTER_API_KEY"),
+        (None, Some(_)) => Some("OPENROUTER_API_KEY_FILE"),
+        (None, None) => None,
+    };
+    let minting = minting::minting(
+        minting::RawMinting {
+            management: [
+                (
+                    raw.openrouter_management_key,
+                    raw.openrouter_management_key_file,
+                ),
+                (
+                    raw.openrouter_provisioning_key,
+                    raw.openrouter_provisioning_key_file,
+                ),
+            ],
+            api_key_set,
+            limit_reset: raw.spending_limit_reset,
+            rotate_key: raw.rotate_key,
+            rotation_grace: raw.key_rotation_grace,
+            timeout: raw.openrouter_timeout,
+            key_store: raw.openrouter_key_store,
+            ssl_cert_file: raw.ssl_cert_file,
+            https_proxy: raw.https_proxy,
+            no_proxy: raw.no_proxy,
+        },
+        &host,
+        limit_usd(&spending_limit),
+        &data_dir,
+    )?;
+    let key_source = match minting {
+        Some(minting) => KeySource::Minted(Box::new(minting)),
+        None => KeySource::Given(api_key(
+            raw.openrouter_api_key,
+            raw.openrouter_api_key_file,
+        )?),
+    };
     let config = Config {
-        organization_name: organization_name(raw.organization_name)?,
-        api_key: api_key(raw.openrouter_api_key, raw.openrouter_api_key_file)?,
+        organization_name,
+        key_source,
         external_user: raw
             .openrouter_external_user
             .map(external_user)
             .transpose()?,
-        host: host(raw.openrouter_host)?,
+        host,
         markup_rate: markup_rate(raw.markup_rate.as_deref())?,
-        spending_limit: spending_limit(raw.spending_limit.as_deref())?,
+        spending_limit,
         model_ids: raw.model_ids.as_deref().map(model_ids).transpose()?,
         webui_secret_key: webui_secret_key(raw.webui_secret_key, raw.webui_secret_key_file)?,
         database_path,
@@ -457,12 +516,21 @@ fn api_key(direct: Option<String>, file: Option<String>) -> Result<Secret, Confi
     let input = SecretInput::read(VAR, "OPENROUTER_API_KEY_FILE", direct, file)?.ok_or(
         ConfigError::Missing {
             var: VAR,
-            fix: "Set OPENROUTER_API_KEY, or OPENROUTER_API_KEY_FILE to a file that holds the key (a mounted secret).",
+            fix: "Set OPENROUTER_API_KEY, or OPENROUTER_API_KEY_FILE to a file that holds the key (a mounted secret); \
+                  or set OPENROUTER_MANAGEMENT_KEY to let the job mint the key.",
         },
     )?;
+    checked_key(
+        &input,
+        "Copy the key from https://openrouter.ai/settings/keys; it looks like sk-or-v1-<64 hex digits>.",
+    )
+}
+
+/// An OpenRouter key (the client's or a management key) meets the old
+/// generator's rules and holds nothing that could break a line.
+fn checked_key(input: &SecretInput, fix: &str) -> Result<Secret, ConfigError> {
     let key = &input.value;
     // Never quote the value in these messages: it is a secret, typo or not.
-    let fix = "Copy the key from https://openrouter.ai/settings/keys; it looks like sk-or-v1-<64 hex digits>.";
     if !key.starts_with("sk-or-") {
         return Err(input.invalid("does not start with `sk-or-`", fix));
     }
@@ -478,7 +546,7 @@ fn api_key(direct: Option<String>, file: Option<String>) -> Result<Secret, Confi
             fix,
         ));
     }
-    Ok(Secret::new(input.value))
+    Ok(Secret::new(input.value.clone()))
 }
 
 fn is_token_char(c: char) -> bool {
@@ -706,6 +774,14 @@ fn positive_decimal(var: &'static str, raw: &str, example: &str) -> Result<f64, 
         ));
     }
     Ok(value)
+}
+
+/// The spending limit in USD, as a key's `limit`; `None` for unlimited.
+fn limit_usd(spending_limit: &str) -> Option<f64> {
+    spending_limit
+        .parse::<f64>()
+        .ok()
+        .filter(|limit| limit.is_finite() && *limit > 0.0)
 }
 
 fn spending_limit(raw: Option<&str>) -> Result<String, ConfigError> {

@@ -9,6 +9,7 @@ use crate::envfile::{FileError, RenderError};
 use crate::identity::IdentityError;
 use crate::lock::LockError;
 use crate::postgres::PgError;
+use crate::openrouter::{ApiError, StoreError};
 use crate::signals::Interrupted;
 
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +32,11 @@ pub enum Error {
     Verify(#[from] VerifyError),
     #[error(transparent)]
     Interrupted(#[from] Interrupted),
+    /// OpenRouter's key-management API (with a management key).
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error(transparent)]
+    KeyStore(#[from] StoreError),
     /// Config validation renders every value first, so this means a bug.
     #[error("internal error: a managed value could not be rendered ({0}); please report this")]
     Render(RenderError),

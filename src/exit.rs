@@ -10,6 +10,7 @@ use crate::envfile::FileError;
 use crate::error::Error;
 use crate::lock::LockError;
 use crate::postgres::PgError;
+use crate::openrouter::{ApiError, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -61,15 +62,15 @@ pub const TABLE: &[(ExitCode, &str)] = &[
     (ExitCode::Io, "I/O error (disk full, unreadable file)"),
     (
         ExitCode::TempFail,
-        "temporary failure: lock timeout, database busy, PostgreSQL unreachable, starting or shutting down; run again",
+        "temporary failure: lock timeout, database busy, PostgreSQL unreachable, starting or shutting down, OpenRouter unreachable with no key yet, a create's answer lost; run again",
     ),
     (
         ExitCode::NoPermission,
-        "permission denied, read-only file or file system; PostgreSQL: login refused, TLS not offered or not trusted",
+        "permission denied, read-only file or file system; PostgreSQL: login refused, TLS not offered or not trusted; OpenRouter refused the management key",
     ),
     (
         ExitCode::Config,
-        "configuration error: a variable is missing or invalid",
+        "configuration error: a variable is missing or invalid, or OpenRouter refused a request as invalid",
     ),
     (ExitCode::Sigint, "interrupted by SIGINT"),
     (ExitCode::Sigterm, "interrupted by SIGTERM"),
@@ -108,6 +109,29 @@ pub(crate) fn for_error(error: &Error) -> ExitCode {
         Error::SchemaWait { .. } => ExitCode::TempFail,
         // The part that failed decides: the operator fixes that, and reruns.
         Error::PartlyApplied { source, .. } => for_error(source),
+        Error::Api(e) => for_api(e),
+        Error::KeyStore(e) => match e {
+            StoreError::Damaged { .. } | StoreError::OtherOrganization { .. } => {
+                ExitCode::DataError
+            }
+            StoreError::NoFolder { .. } => ExitCode::CannotCreate,
+            StoreError::File(e) => for_output(e),
+        },
+    }
+}
+
+/// 400 is 78: the request is built from the configuration (the limit, the
+/// name), so the operator fixes a variable. An outage, a lost answer or a
+/// key that vanished mid-run is 75: the next run finishes the work.
+fn for_api(error: &ApiError) -> ExitCode {
+    match error {
+        ApiError::Unauthorized { .. } => ExitCode::NoPermission,
+        ApiError::Invalid { .. } | ApiError::Setup { .. } => ExitCode::Config,
+        ApiError::NotFound { .. }
+        | ApiError::Unreachable { .. }
+        | ApiError::OutcomeUnknown { .. }
+        | ApiError::Protocol { .. } => ExitCode::TempFail,
+        ApiError::Interrupted(i) => for_signal(i.signal),
     }
 }
 

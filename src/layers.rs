@@ -10,16 +10,23 @@ use std::path::Path;
 const LAYERS: &[&[&str]] = &[
     &["lib"],
     &["report", "verify"],
+    // The key phase of a run, which lib drives around the pipeline.
+    &["keyphase"],
     &["cli"],
-    &["exit", "apply"],
+    &["exit", "apply", "keyapply"],
     &["plan"],
-    &["world"],
+    &["world", "keyworld"],
     // The database of either kind behind one face.
     &["store"],
+    // Pure, below the readers: keyworld asks it what to read.
+    &["keyplan"],
     &["error"],
     // PostgreSQL's reads and writes fill db's types, for plan to judge.
     &["postgres"],
     &["config", "db", "identity", "lock"],
+    // config checks OPENROUTER_HOST and SPENDING_LIMIT_RESET with the
+    // client's own rules.
+    &["openrouter"],
     // config renders values with envfile's rules to refuse them early.
     &["envfile"],
     &["logging", "checkpoint", "termination"],

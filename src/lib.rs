@@ -13,10 +13,15 @@ pub mod envfile;
 mod error;
 pub mod exit;
 pub mod identity;
+mod keyapply;
+mod keyphase;
+mod keyplan;
+mod keyworld;
 #[cfg(test)]
 mod layers;
 mod lock;
 pub mod logging;
+pub(crate) mod openrouter;
 mod paths;
 mod plan;
 mod postgres;
@@ -36,11 +41,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use cli::Options;
-use config::{Config, Mode};
+use config::{Config, KeySource, Mode};
 use db::{Access, FileState};
 use identity::OrgId;
+use keyphase::KeyPhase;
 use lock::Lock;
-use report::Outcome;
+use plan::ApiKey;
+use report::{KeyReport, Outcome};
 use secret::Secret;
 
 /// The name of the lock file in the database's directory.
@@ -70,6 +77,18 @@ pub fn run(options: &Options) -> Result<Outcome, Error> {
             var: "PROVISION_MODE",
             problem: "is env, but --sidecar is for writing the organization row".to_owned(),
             fix: "Use --sidecar with --production (or PROVISION_MODE=production).".to_owned(),
+        }
+        .into());
+    }
+    if options.rotate_key && config.key_source.minting().is_none() {
+        return Err(config::ConfigError::Invalid {
+            var: "--rotate-key",
+            problem: "asks to rotate the OpenRouter key, but only a key the job mints can be rotated, and no \
+                      management key is set"
+                .to_owned(),
+            fix: "Set OPENROUTER_MANAGEMENT_KEY (or OPENROUTER_MANAGEMENT_KEY_FILE), or rotate the key on \
+                  OpenRouter and give the new one in OPENROUTER_API_KEY."
+                .to_owned(),
         }
         .into());
     }
@@ -104,21 +123,78 @@ pub fn run(options: &Options) -> Result<Outcome, Error> {
     } else {
         Access::ReadWrite
     };
-    let reading = world::read(&config, &id, env_file, database, access, deadline)?;
-    tracing::debug!("found: {}", reading.world.describe());
     let now = timestamp::now();
-    let plan = plan::build(&config, mode, id, &reading.world, now, new_secret_key)?;
+    // Phase 1, with a management key: the key the .env and the row get.
+    let (mut key_phase, api_key) = match &config.key_source {
+        KeySource::Minted(minting) => {
+            let phase = KeyPhase::run(&config, minting, &id, options, mode, now)?;
+            let api_key = phase.outcome.api_key.clone();
+            (Some(phase), api_key)
+        }
+        KeySource::Given(key) => (
+            None,
+            ApiKey {
+                value: key.clone(),
+                hash: None,
+            },
+        ),
+    };
+    // Phase 2: today's pipeline, with that key.
+    let reading = world::read(
+        &config,
+        &id,
+        &api_key.value,
+        env_file,
+        database,
+        access,
+        deadline,
+    )?;
+    tracing::debug!("found: {}", reading.world.describe());
+    let mut plan = plan::build(
+        &config,
+        mode,
+        id,
+        &reading.world,
+        api_key,
+        now,
+        new_secret_key,
+    )?;
+    if let Some(phase) = &mut key_phase {
+        phase.plan_previous(mode, &reading.world, now);
+        plan.warnings
+            .splice(0..0, phase.outcome.warnings.iter().cloned());
+    }
     tracing::debug!(
         "decided:\n{}",
-        report::plan_text(&plan, &config.database_path).trim_end()
+        report::plan_text(
+            &plan,
+            &config.database_path,
+            key_report(&key_phase).as_ref()
+        )
+        .trim_end()
     );
     for warning in &plan.warnings {
         tracing::warn!("{warning}");
     }
+    if let Some(phase) = &key_phase {
+        phase.say_previous(mode);
+    }
     if options.dry_run {
-        return Ok(Outcome::planned(&plan, &config.database_path));
+        return Ok(Outcome::planned(
+            &plan,
+            &config.database_path,
+            key_report(&key_phase),
+        ));
+    }
+    if let Some(phase) = &mut key_phase
+        && matches!(plan.database, plan::DatabasePlan::Write { .. })
+    {
+        phase.note_row_write(now)?;
     }
     let mut applied = apply::apply(&plan, &config, reading.connection, now, deadline)?;
+    if let Some(phase) = &mut key_phase {
+        phase.delete_previous()?;
+    }
     if let Some(signal) = signals::received() {
         // Stopping between the commit and the renames would have left the
         // database and the .env apart; the run finished them first.
@@ -132,6 +208,7 @@ pub fn run(options: &Options) -> Result<Outcome, Error> {
             &applied,
             &config.database_path,
             false,
+            key_report(&key_phase),
         ));
     }
     if mode == Mode::Production {
@@ -145,7 +222,23 @@ pub fn run(options: &Options) -> Result<Outcome, Error> {
         &applied,
         &config.database_path,
         verified,
+        key_report(&key_phase),
     ))
+}
+
+fn key_report(phase: &Option<KeyPhase>) -> Option<KeyReport> {
+    phase.as_ref().map(|phase| {
+        tracing::debug!(
+            "OpenRouter: {} request(s) in this run",
+            phase.api.requests()
+        );
+        KeyReport::new(
+            &phase.outcome,
+            &phase.previous,
+            phase.previous_deleted.as_deref(),
+            phase.api.requests(),
+        )
+    })
 }
 
 /// First boot with `--wait-for-database`: poll until the application has
@@ -205,6 +298,11 @@ fn take_locks(
         folders.push(database_dir.to_owned());
     }
     folders.push(paths::dir_of(&config.secret_key_store).to_owned());
+    // The OpenRouter key store's folder: replicas that mint take turns, and
+    // the second finds the first one's key.
+    if let Some(minting) = config.key_source.minting() {
+        folders.push(paths::dir_of(&minting.key_store).to_owned());
+    }
     // The same folder may be named two ways; its lock is taken once.
     let mut folders: Vec<PathBuf> = folders
         .iter()
@@ -229,36 +327,48 @@ fn take_locks(
     Ok(locks)
 }
 
-/// Each file has one job: a `.env` written over the key store, the database
+/// Each file has one job: a `.env` written over a key store, the database
 /// or a lock file would destroy it, and a key store on the database too.
 fn refuse_shared_paths(config: &Config, env_file: &Path) -> Result<(), config::ConfigError> {
     let store_dir = paths::dir_of(&config.secret_key_store);
-    let taken: [(&Path, &str); 4] = [
-        (&config.database_path, "the database"),
+    let database_lock = config.database_dir().join(LOCK_FILE_NAME);
+    let store_lock = store_dir.join(LOCK_FILE_NAME);
+    // Each path with the variable that names it, if any: a file is never
+    // checked against itself.
+    let mut taken: Vec<(Option<&str>, &Path, &str)> = vec![
+        (None, &config.database_path, "the database"),
+        (None, &database_lock, "a lock file of this job"),
+        (None, &store_lock, "a lock file of this job"),
         (
-            &config.database_dir().join(LOCK_FILE_NAME),
-            "a lock file of this job",
-        ),
-        (&store_dir.join(LOCK_FILE_NAME), "a lock file of this job"),
-        (
+            Some("WEBUI_SECRET_KEY_STORE"),
             &config.secret_key_store,
             "the key store (WEBUI_SECRET_KEY_STORE)",
         ),
     ];
-    // The key store is checked against all but itself.
-    let checks = [
-        ("ENV_FILE", env_file, &taken[..]),
-        (
-            "WEBUI_SECRET_KEY_STORE",
-            &config.secret_key_store,
-            &taken[..3],
-        ),
+    let key_store = config.key_source.minting().map(|m| m.key_store.as_path());
+    let key_store_lock = key_store.map(|path| paths::dir_of(path).join(LOCK_FILE_NAME));
+    if let (Some(path), Some(lock)) = (key_store, &key_store_lock) {
+        taken.push((None, lock, "a lock file of this job"));
+        taken.push((
+            Some("OPENROUTER_KEY_STORE"),
+            path,
+            "the OpenRouter key store (OPENROUTER_KEY_STORE)",
+        ));
+    }
+    let mut checks: Vec<(&'static str, &Path)> = vec![
+        ("ENV_FILE", env_file),
+        ("WEBUI_SECRET_KEY_STORE", &config.secret_key_store),
     ];
-    for (var, path, others) in checks {
-        if let Some((other, what)) = others
+    if let Some(path) = key_store {
+        checks.push(("OPENROUTER_KEY_STORE", path));
+    }
+    for (var, path) in checks {
+        let found = taken
             .iter()
-            .find(|(other, _)| paths::same_location(path, other))
-        {
+            .filter(|(owner, ..)| *owner != Some(var))
+            .find(|(_, other, _)| paths::same_location(path, other))
+            .map(|(_, other, what)| (other, what));
+        if let Some((other, what)) = found {
             return Err(config::ConfigError::Invalid {
                 var,
                 problem: format!("names {what}, {}", other.display()),

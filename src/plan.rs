@@ -93,10 +93,20 @@ impl DatabasePlan {
     }
 }
 
+/// The OpenRouter key the `.env` and the row get, with OpenRouter's hash
+/// of it when the job knows it (a key it minted): a given key's hash is
+/// unknown (docs/mai-contract.md, "The key hash column").
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiKey {
+    pub value: Secret,
+    pub hash: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub mode: Mode,
     pub id: OrgId,
+    pub api_key: ApiKey,
     pub secret_key: SecretKeyPlan,
     pub env: EnvPlan,
     pub database: DatabasePlan,
@@ -118,6 +128,7 @@ pub fn build(
     mode: Mode,
     id: OrgId,
     world: &World,
+    api_key: ApiKey,
     now: i64,
     new_secret: impl FnOnce() -> Result<Secret, Error>,
 ) -> Result<Plan, Error> {
@@ -133,13 +144,14 @@ pub fn build(
         &config.organization_name,
         key_holder,
     )?;
-    let database = plan_database(config, &id, &world.database, now)?;
+    let database = plan_database(config, &id, &world.database, &api_key, now)?;
     let secret_key = plan_secret_key(config, world, &existing, new_secret)?;
-    let env = plan_env(config, &id, &secret_key, world, &existing)?;
+    let env = plan_env(config, &id, &api_key.value, &secret_key, world, &existing)?;
     let warnings = warnings(config, &id, world, &database);
     Ok(Plan {
         mode,
         id,
+        api_key,
         secret_key,
         env,
         database,
@@ -196,7 +208,12 @@ fn plan_secret_key(
 }
 
 /// The managed keys in the order the old generator wrote them.
-pub fn managed_keys(config: &Config, id: &OrgId, secret_key: &Secret) -> Vec<ManagedKey> {
+pub fn managed_keys(
+    config: &Config,
+    id: &OrgId,
+    api_key: &Secret,
+    secret_key: &Secret,
+) -> Vec<ManagedKey> {
     let plain = |key: &'static str, value: &str| ManagedKey {
         key,
         value: Some(value.to_owned()),
@@ -212,12 +229,12 @@ pub fn managed_keys(config: &Config, id: &OrgId, secret_key: &Secret) -> Vec<Man
         .as_ref()
         .map(|ids| serde_json::json!({ "0": { "enable": true, "model_ids": ids } }).to_string());
     vec![
-        secret("OPENROUTER_API_KEY", &config.api_key),
+        secret("OPENROUTER_API_KEY", api_key),
         plain("OPENROUTER_HOST", &config.host),
         plain("OPENROUTER_EXTERNAL_USER", &id.value),
         plain("ENABLE_OPENAI_API", "True"),
         plain("OPENAI_API_BASE_URL", &config.host),
-        secret("OPENAI_API_KEY", &config.api_key),
+        secret("OPENAI_API_KEY", api_key),
         plain("ORGANIZATION_NAME", &config.organization_name),
         plain("SPENDING_LIMIT", &config.spending_limit),
         plain("ENABLE_MODEL_FILTER", "True"),
@@ -234,12 +251,16 @@ pub fn managed_keys(config: &Config, id: &OrgId, secret_key: &Secret) -> Vec<Man
 fn plan_env(
     config: &Config,
     id: &OrgId,
+    api_key: &Secret,
     secret_key: &SecretKeyPlan,
     world: &World,
     existing: &Document,
 ) -> Result<EnvPlan, Error> {
-    let merged = envfile::merge(existing, &managed_keys(config, id, &secret_key.value))
-        .map_err(|problem| render_failure(problem, config, secret_key, world))?;
+    let merged = envfile::merge(
+        existing,
+        &managed_keys(config, id, api_key, &secret_key.value),
+    )
+    .map_err(|problem| render_failure(problem, config, secret_key, world))?;
     merged.check_read_back(existing, &world.env_file)?;
     let same_mode = world
         .env_mode
@@ -281,6 +302,7 @@ pub fn plan_database(
     config: &Config,
     id: &OrgId,
     state: &DatabaseState,
+    api_key: &ApiKey,
     now: i64,
 ) -> Result<DatabasePlan, Error> {
     match state {
@@ -293,7 +315,7 @@ pub fn plan_database(
             .into())
         }
         DatabaseState::Missing { .. } | DatabaseState::Empty if config.create_schema => {
-            Ok(insert(config, id, Vec::new(), now, true))
+            Ok(insert(config, id, api_key, Vec::new(), now, true))
         }
         DatabaseState::Missing { dir_exists } => Ok(DatabasePlan::Skip {
             reason: first_boot_reason(
@@ -306,7 +328,7 @@ pub fn plan_database(
         DatabaseState::Empty => Ok(DatabasePlan::Skip {
             reason: first_boot_reason(config, FirstBoot::NoTables),
         }),
-        DatabaseState::Ready(snapshot) => plan_row(config, id, snapshot, now),
+        DatabaseState::Ready(snapshot) => plan_row(config, id, snapshot, api_key, now),
     }
 }
 
@@ -340,6 +362,7 @@ fn plan_row(
     config: &Config,
     id: &OrgId,
     snapshot: &Snapshot,
+    api_key: &ApiKey,
     now: i64,
 ) -> Result<DatabasePlan, Error> {
     if let Some(owner) = &snapshot.key_owner {
@@ -351,7 +374,7 @@ fn plan_row(
     }
     let add_columns = snapshot.schema.missing_columns.clone();
     let Some(row) = &snapshot.row else {
-        return Ok(insert(config, id, add_columns, now, false));
+        return Ok(insert(config, id, api_key, add_columns, now, false));
     };
     identity::check_stored_name(id, &row.name, &config.organization_name)?;
     let markup_rate = match (
@@ -374,13 +397,14 @@ fn plan_row(
             .into());
         }
     };
-    let key_changes = row.api_key != config.api_key;
+    let key_changes = row.api_key != api_key.value;
     // OpenRouter's identifier of a key given by the operator is unknown; a
-    // stored one stays unless it names a key this row no longer holds.
-    let key_hash = if key_changes {
-        None
-    } else {
-        row.key_hash.clone()
+    // stored one stays unless it names a key this row no longer holds. A
+    // key the job minted has its hash.
+    let key_hash = match &api_key.hash {
+        Some(hash) => Some(hash.clone()),
+        None if key_changes => None,
+        None => row.key_hash.clone(),
     };
     // Only `0` is the application's deliberate deactivation; anything else
     // that is not `1` (NULL from a bare insert, say) is damage to repair.
@@ -422,7 +446,7 @@ fn plan_row(
     let write = RowWrite {
         id: id.value.clone(),
         name: config.organization_name.clone(),
-        api_key: config.api_key.clone(),
+        api_key: api_key.value.clone(),
         key_hash,
         markup_rate,
         is_active,
@@ -459,6 +483,7 @@ fn plan_row(
 fn insert(
     config: &Config,
     id: &OrgId,
+    api_key: &ApiKey,
     add_columns: Vec<&'static str>,
     now: i64,
     create_schema: bool,
@@ -466,8 +491,8 @@ fn insert(
     let write = RowWrite {
         id: id.value.clone(),
         name: config.organization_name.clone(),
-        api_key: config.api_key.clone(),
-        key_hash: None,
+        api_key: api_key.value.clone(),
+        key_hash: api_key.hash.clone(),
         markup_rate: config.markup_rate.value,
         is_active: config.organization_active.unwrap_or(true),
         created_at: now,

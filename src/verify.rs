@@ -47,7 +47,12 @@ fn verify_env(plan: &Plan, config: &Config) -> Result<(), Error> {
     let text = envfile::read_existing(path)?
         .ok_or_else(|| mismatch("the file".into(), "missing".into(), "present".into()))?;
     let document = Document::parse(&text);
-    for key in plan::managed_keys(config, &plan.id, &plan.secret_key.value) {
+    for key in plan::managed_keys(
+        config,
+        &plan.id,
+        &plan.api_key.value,
+        &plan.secret_key.value,
+    ) {
         let found = document.value(key.key);
         if found != key.value.as_deref() {
             let show = |v: Option<&str>| match (v, key.secret) {

@@ -101,10 +101,13 @@ pub struct Reading {
     pub connection: Option<Store>,
 }
 
-/// `database` is `None` when the mode does not touch the database.
+/// `database` is `None` when the mode does not touch the database;
+/// `api_key` is the key the run will write: the database is asked which
+/// other organization holds it.
 pub fn read(
     config: &Config,
     id: &OrgId,
+    api_key: &Secret,
     env_file: PathBuf,
     database: Option<Found>,
     access: Access,
@@ -121,9 +124,9 @@ pub fn read(
         Some(Found::Missing { dir_exists }) => (DatabaseState::Missing { dir_exists }, None),
         Some(Found::SqliteFile) => {
             let mut store = store::open_sqlite(config, access, deadline)?;
-            (read_database(&mut store, config, id)?, Some(store))
+            (read_database(&mut store, id, api_key)?, Some(store))
         }
-        Some(Found::Open(mut store)) => (read_database(&mut store, config, id)?, Some(store)),
+        Some(Found::Open(mut store)) => (read_database(&mut store, id, api_key)?, Some(store)),
     };
     Ok(Reading {
         world: World {
@@ -138,15 +141,13 @@ pub fn read(
     })
 }
 
-fn read_database(store: &mut Store, config: &Config, id: &OrgId) -> Result<DatabaseState, Error> {
+fn read_database(store: &mut Store, id: &OrgId, api_key: &Secret) -> Result<DatabaseState, Error> {
     store.read(|db| {
         Ok(match db.inspect()? {
             None => DatabaseState::Empty,
-            Some(schema) => DatabaseState::Ready(Box::new(db.read_snapshot(
-                schema,
-                &id.value,
-                &config.api_key,
-            )?)),
+            Some(schema) => {
+                DatabaseState::Ready(Box::new(db.read_snapshot(schema, &id.value, api_key)?))
+            }
         })
     })
 }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::openrouter::LimitReset;
 
 use std::ffi::OsStr;
 use std::fs;
@@ -33,6 +34,16 @@ fn env_without(removed: &[&str], added: &[(&str, &str)]) -> Vec<(OsString, OsStr
     let mut vars = env(added);
     vars.retain(|(n, _)| !removed.iter().any(|r| OsStr::new(r) == n));
     vars
+}
+
+/// The given OpenRouter key of a configuration without a management key.
+#[track_caller]
+fn given(config: &Config) -> &str {
+    config
+        .key_source
+        .given()
+        .unwrap_or_else(|| panic!("no given key: {config:?}"))
+        .expose()
 }
 
 #[track_caller]
@@ -112,7 +123,7 @@ fn assert_secret_file_error(e: &ConfigError, var: &str, problem: &str) {
 fn a_minimal_environment_gets_every_default() {
     let config = ok(&[]);
     assert_eq!(config.organization_name, "Acme");
-    assert_eq!(config.api_key.expose(), KEY);
+    assert_eq!(given(&config), KEY);
     assert_eq!(config.external_user, None);
     assert_eq!(config.host, DEFAULT_HOST);
     assert_eq!(
@@ -373,7 +384,7 @@ fn api_key_and_its_file_are_exclusive() {
         ("OPENROUTER_API_KEY", ""),
         ("OPENROUTER_API_KEY_FILE", &path),
     ]);
-    assert_eq!(config.api_key.expose(), KEY);
+    assert_eq!(given(&config), KEY);
 }
 
 #[test]
@@ -405,10 +416,7 @@ fn api_key_starts_with_sk_or() {
 fn api_key_has_at_least_20_characters() {
     let twenty = "sk-or-v1-UNITFAKE012";
     assert_eq!(twenty.len(), 20);
-    assert_eq!(
-        ok(&[("OPENROUTER_API_KEY", twenty)]).api_key.expose(),
-        twenty
-    );
+    assert_eq!(given(&ok(&[("OPENROUTER_API_KEY", twenty)])), twenty);
     let nineteen = &twenty[..19];
     let e = err(&[("OPENROUTER_API_KEY", nineteen)]);
     assert_invalid(&e, "OPENROUTER_API_KEY", "shorter than 20 characters");
@@ -452,7 +460,7 @@ fn api_key_file_drops_one_trailing_newline_only() {
             &[("OPENROUTER_API_KEY_FILE", &path)],
         ))
         .unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(config.api_key.expose(), KEY, "{name}");
+        assert_eq!(given(&config), KEY, "{name}");
     }
     for (name, bytes) in [
         ("two-lf", format!("{KEY}\n\n")),
@@ -1711,7 +1719,7 @@ fn the_variable_table_is_complete_and_has_no_duplicates() {
     let before = names.len();
     names.dedup();
     assert_eq!(names.len(), before, "a variable is listed twice");
-    assert_eq!(before, 32);
+    assert_eq!(before, 44);
     let help = vars::help_table();
     for v in VARIABLES {
         assert!(vars::is_known(v.name), "{}", v.name);
@@ -1737,4 +1745,303 @@ fn soft_hyphens_and_tag_characters_count_as_invisible() {
         let e = err(&[("ORGANIZATION_NAME", name)]);
         assert!(e.to_string().contains("invisible"), "{name:?}: {e}");
     }
+}
+
+// ------------------------------------------------------ the management key
+
+const MANAGEMENT: &str = "sk-or-v1-UNITMGMT0000aaaa1111bbbb2222cccc3333";
+
+/// A valid environment that mints: the given key replaced by a management
+/// key, plus `added`.
+fn minting_env(added: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
+    let mut vars = env_without(
+        &["OPENROUTER_API_KEY"],
+        &[("OPENROUTER_MANAGEMENT_KEY", MANAGEMENT)],
+    );
+    for (name, value) in added {
+        vars.retain(|(n, _)| n != name);
+        vars.push((OsString::from(name), OsString::from(value)));
+    }
+    vars
+}
+
+#[track_caller]
+fn minting_ok(added: &[(&str, &str)]) -> Minting {
+    match from_vars(minting_env(added)) {
+        Ok(Config {
+            key_source: KeySource::Minted(minting),
+            ..
+        }) => *minting,
+        other => panic!("{added:?}: {other:?}"),
+    }
+}
+
+#[track_caller]
+fn minting_err(added: &[(&str, &str)]) -> ConfigError {
+    match from_vars(minting_env(added)) {
+        Ok(config) => panic!("{added:?} was accepted: {config:?}"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn a_management_key_mints_with_every_default() {
+    let minting = minting_ok(&[]);
+    assert_eq!(minting.management_key.expose(), MANAGEMENT);
+    assert_eq!(minting.key_var, "OPENROUTER_MANAGEMENT_KEY");
+    assert_eq!(minting.limit, None);
+    assert_eq!(minting.limit_reset, None);
+    assert_eq!(minting.rotate_token, None);
+    assert_eq!(minting.rotation_grace, Duration::from_secs(3600));
+    assert_eq!(minting.timeout, Duration::from_secs(30));
+    assert_eq!(
+        minting.key_store,
+        Path::new("/app/backend/data/.openrouter_key")
+    );
+    assert_eq!(minting.ssl_cert_file, None);
+    assert!(minting.https_proxy.is_none() && minting.no_proxy.is_none());
+    let minting = minting_ok(&[("SPENDING_LIMIT", "1000"), ("DATA_DIR", "/data")]);
+    assert_eq!(minting.limit, Some(1000.0));
+    assert_eq!(minting.key_store, Path::new("/data/.openrouter_key"));
+}
+
+#[test]
+fn the_management_key_comes_from_a_variable_a_file_or_the_old_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = temp_file(&dir, "management", format!("{MANAGEMENT}\n").as_bytes());
+    for (var, value) in [
+        ("OPENROUTER_MANAGEMENT_KEY_FILE", file.as_str()),
+        ("OPENROUTER_PROVISIONING_KEY", MANAGEMENT),
+        ("OPENROUTER_PROVISIONING_KEY_FILE", file.as_str()),
+    ] {
+        let vars = env_without(&["OPENROUTER_API_KEY"], &[(var, value)]);
+        let Ok(Config {
+            key_source: KeySource::Minted(minting),
+            ..
+        }) = from_vars(vars)
+        else {
+            panic!("{var} was not taken");
+        };
+        assert_eq!(minting.management_key.expose(), MANAGEMENT, "{var}");
+        assert_eq!(minting.key_var, var);
+    }
+}
+
+#[test]
+fn a_management_key_and_an_api_key_are_never_both_set() {
+    for given in ["OPENROUTER_API_KEY", "OPENROUTER_API_KEY_FILE"] {
+        let mut vars = minting_env(&[]);
+        vars.push((OsString::from(given), OsString::from(KEY)));
+        let e = from_vars(vars).unwrap_err();
+        assert_invalid(&e, given, "is set together with OPENROUTER_MANAGEMENT_KEY");
+        assert_says(
+            &e,
+            &[
+                &format!("Remove {given}: with OPENROUTER_MANAGEMENT_KEY the job mints"),
+                "remove OPENROUTER_MANAGEMENT_KEY",
+            ],
+        );
+        assert_hides(&e, &MANAGEMENT[9..]);
+        assert_hides(&e, &KEY[9..]);
+    }
+}
+
+#[test]
+fn only_one_management_key_variable_is_set() {
+    for (first, second) in [
+        (
+            "OPENROUTER_MANAGEMENT_KEY",
+            "OPENROUTER_MANAGEMENT_KEY_FILE",
+        ),
+        ("OPENROUTER_MANAGEMENT_KEY", "OPENROUTER_PROVISIONING_KEY"),
+        (
+            "OPENROUTER_MANAGEMENT_KEY",
+            "OPENROUTER_PROVISIONING_KEY_FILE",
+        ),
+        (
+            "OPENROUTER_PROVISIONING_KEY",
+            "OPENROUTER_PROVISIONING_KEY_FILE",
+        ),
+    ] {
+        let vars = env_without(
+            &["OPENROUTER_API_KEY"],
+            &[(first, MANAGEMENT), (second, "/nonexistent")],
+        );
+        let e = from_vars(vars).unwrap_err();
+        assert!(
+            matches!(e, ConfigError::BothSet { first: f, second: s } if f == first && s == second),
+            "{first} + {second}: {e:?}"
+        );
+        assert_says(&e, &["Set only one of them"]);
+    }
+}
+
+#[test]
+fn a_management_key_meets_the_key_rules_and_says_where_to_get_one() {
+    for (bad, problem) in [
+        ("mgmt-0123456789abcdef0123", "does not start with `sk-or-`"),
+        ("sk-or-v1-short", "shorter than 20 characters"),
+        ("sk-or-v1-0123456789 abcdef012345", "other than A-Z"),
+    ] {
+        let e = minting_err(&[("OPENROUTER_MANAGEMENT_KEY", bad)]);
+        assert_invalid(&e, "OPENROUTER_MANAGEMENT_KEY", problem);
+        assert_says(&e, &["https://openrouter.ai/settings/management-keys"]);
+        assert_hides(&e, &bad[6..]);
+    }
+}
+
+#[test]
+fn the_management_key_goes_over_https_or_to_loopback_only() {
+    for host in [
+        "https://openrouter.ai/api/v1",
+        "https://proxy.internal.example/api/v1",
+        "http://127.0.0.1:8080/api/v1",
+        "http://127.9.9.9/api/v1",
+        "http://[::1]:8080/api/v1",
+        "http://localhost:8080/api/v1",
+        "HTTP://LOCALHOST/api/v1",
+    ] {
+        minting_ok(&[("OPENROUTER_HOST", host)]);
+    }
+    for (host, shown) in [
+        ("http://openrouter.ai/api/v1", "openrouter.ai"),
+        ("http://10.0.0.1:8080/api/v1", "10.0.0.1"),
+        (
+            "http://localhost.evil.example/api/v1",
+            "localhost.evil.example",
+        ),
+        ("http://[::2]/api/v1", "::2"),
+    ] {
+        let e = minting_err(&[("OPENROUTER_HOST", host)]);
+        assert_invalid(
+            &e,
+            "OPENROUTER_HOST",
+            &format!("is plain http:// to {shown}"),
+        );
+        assert_says(
+            &e,
+            &["only ever sent over HTTPS", "loopback", "Use https://"],
+        );
+    }
+    // A given key may still go to any http(s) host, as before.
+    ok(&[("OPENROUTER_HOST", "http://openrouter.internal/api/v1")]);
+}
+
+#[test]
+fn spending_limit_reset_is_daily_weekly_or_monthly() {
+    for (value, reset) in [
+        ("daily", LimitReset::Daily),
+        ("weekly", LimitReset::Weekly),
+        ("Monthly", LimitReset::Monthly),
+        (" monthly ", LimitReset::Monthly),
+    ] {
+        assert_eq!(
+            minting_ok(&[("SPENDING_LIMIT_RESET", value)]).limit_reset,
+            Some(reset)
+        );
+    }
+    for bad in ["yearly", "none", "1"] {
+        let e = minting_err(&[("SPENDING_LIMIT_RESET", bad)]);
+        assert_invalid(
+            &e,
+            "SPENDING_LIMIT_RESET",
+            "must be daily, weekly or monthly",
+        );
+        assert_says(&e, &["unset it for a limit that never resets"]);
+    }
+}
+
+#[test]
+fn settings_only_a_minted_key_honours_need_a_management_key() {
+    for (var, value) in [("SPENDING_LIMIT_RESET", "monthly"), ("ROTATE_KEY", "true")] {
+        let e = err(&[(var, value)]);
+        assert_invalid(&e, var, "only a key the job mints can honour it");
+        assert_says(
+            &e,
+            &["Set OPENROUTER_MANAGEMENT_KEY", &format!("or unset {var}")],
+        );
+    }
+    // Switched off, ROTATE_KEY asks for nothing.
+    ok(&[("ROTATE_KEY", "false")]);
+    // Settings that only tune a mint are harmless without one.
+    ok(&[
+        ("KEY_ROTATION_GRACE", "0"),
+        ("OPENROUTER_TIMEOUT", "5"),
+        ("SSL_CERT_FILE", "/nonexistent.pem"),
+        ("HTTPS_PROXY", "http://proxy.example:3128"),
+    ]);
+}
+
+#[test]
+fn rotate_key_is_a_token_and_false_means_no_rotation() {
+    for token in ["true", "2026-11-30", "2026-11-30T12:00:00Z", "v2"] {
+        assert_eq!(
+            minting_ok(&[("ROTATE_KEY", token)]).rotate_token.as_deref(),
+            Some(token)
+        );
+    }
+    for off in ["false", "0", "no", "OFF"] {
+        assert_eq!(
+            minting_ok(&[("ROTATE_KEY", off)]).rotate_token,
+            None,
+            "{off}"
+        );
+    }
+    let long = "x".repeat(129);
+    for bad in ["two words", "tab\there", long.as_str()] {
+        let e = minting_err(&[("ROTATE_KEY", bad)]);
+        assert_invalid(&e, "ROTATE_KEY", "at most 128 characters");
+        assert_says(&e, &["rotated once per token"]);
+    }
+}
+
+#[test]
+fn the_grace_and_the_timeout_are_bounded_seconds() {
+    assert_eq!(
+        minting_ok(&[("KEY_ROTATION_GRACE", "0")]).rotation_grace,
+        Duration::ZERO
+    );
+    assert_eq!(
+        minting_ok(&[("OPENROUTER_TIMEOUT", "0.5")]).timeout,
+        Duration::from_millis(500)
+    );
+    for (var, bad, words) in [
+        ("KEY_ROTATION_GRACE", "-1", "from 0 to 2592000"),
+        ("KEY_ROTATION_GRACE", "2592001", "from 0 to 2592000"),
+        ("KEY_ROTATION_GRACE", "an hour", "from 0 to 2592000"),
+        ("OPENROUTER_TIMEOUT", "0", "from more than 0 to 600"),
+        ("OPENROUTER_TIMEOUT", "601", "from more than 0 to 600"),
+        ("OPENROUTER_TIMEOUT", "NaN", "from more than 0 to 600"),
+    ] {
+        let e = minting_err(&[(var, bad)]);
+        assert_invalid(&e, var, words);
+    }
+}
+
+#[test]
+fn the_key_store_is_a_file_path() {
+    assert_eq!(
+        minting_ok(&[("OPENROUTER_KEY_STORE", "/run/mai/.openrouter_key")]).key_store,
+        Path::new("/run/mai/.openrouter_key")
+    );
+    let e = minting_err(&[("OPENROUTER_KEY_STORE", "/run/mai/")]);
+    assert_invalid(&e, "OPENROUTER_KEY_STORE", "names a directory");
+}
+
+#[test]
+fn the_debug_form_of_a_minting_config_hides_the_management_key_and_the_proxy_password() {
+    let config = from_vars(minting_env(&[(
+        "HTTPS_PROXY",
+        "http://user:hunter2pass@proxy.example:3128",
+    )]))
+    .unwrap();
+    for shown in [format!("{config:?}"), config.describe()] {
+        assert!(!shown.contains(&MANAGEMENT[9..]), "{shown}");
+        assert!(!shown.contains("hunter2pass"), "{shown}");
+    }
+    assert!(
+        config
+            .describe()
+            .contains("minted with OPENROUTER_MANAGEMENT_KEY")
+    );
 }

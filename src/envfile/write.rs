@@ -239,6 +239,28 @@ impl PreparedFile {
         mode: u32,
         owner: Option<(u32, u32)>,
     ) -> Result<Self, FileError> {
+        Self::prepare(target, content, mode, owner, true)
+    }
+
+    /// As `create`, for content that must reach the disk even after a
+    /// termination signal arrived: a secret that exists nowhere else (the
+    /// OpenRouter key just minted).
+    pub fn create_despite_signals(
+        target: &Path,
+        content: &[u8],
+        mode: u32,
+        owner: Option<(u32, u32)>,
+    ) -> Result<Self, FileError> {
+        Self::prepare(target, content, mode, owner, false)
+    }
+
+    fn prepare(
+        target: &Path,
+        content: &[u8],
+        mode: u32,
+        owner: Option<(u32, u32)>,
+        stoppable: bool,
+    ) -> Result<Self, FileError> {
         refuse_immutable(target)?;
         let dir = dir_of(target);
         let name = target
@@ -257,7 +279,12 @@ impl PreparedFile {
         // A pause point for the file-mode tests: the temp file exists, still
         // empty, with at most the final mode (the umask can only narrow it).
         // A stop request here drops `temp`, which removes it.
-        crate::checkpoint::checkpoint(&format!("temp-created:{name}"))?;
+        let step = format!("temp-created:{name}");
+        if stoppable {
+            crate::checkpoint::checkpoint(&step)?;
+        } else {
+            crate::checkpoint::checkpoint_committed(&step);
+        }
         if let Some((uid, gid)) = owner {
             keep_owner(temp.as_file(), target, uid, gid)?;
         }

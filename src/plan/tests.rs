@@ -36,13 +36,29 @@ fn world(env_text: Option<&str>, database: DatabaseState) -> World {
     }
 }
 
+/// The configured key, as the run hands it to the plan.
+fn given_key() -> ApiKey {
+    ApiKey {
+        value: Secret::new(KEY),
+        hash: None,
+    }
+}
+
 fn no_secret() -> Result<Secret, Error> {
     panic!("a secret key was generated although one was available")
 }
 
 fn plan(config: &Config, world: &World) -> Result<Plan, Error> {
     let id = OrgId::resolve(config.external_user.as_deref(), &config.organization_name);
-    build(config, Mode::Production, id, world, NOW, no_secret)
+    build(
+        config,
+        Mode::Production,
+        id,
+        world,
+        given_key(),
+        NOW,
+        no_secret,
+    )
 }
 
 /// A database whose table has every column the application reads.
@@ -239,6 +255,61 @@ fn a_new_key_clears_the_hash_of_the_old_one() {
     assert_eq!(change.write.key_hash, None);
 }
 
+/// A key the job minted: its hash is OpenRouter's, and known.
+fn minted_key(hash: &str) -> ApiKey {
+    ApiKey {
+        value: Secret::new("sk-or-v1-mintedkey0000000000000000000"),
+        hash: Some(hash.into()),
+    }
+}
+
+fn plan_with_key(world: &World, key: ApiKey) -> Plan {
+    let config = config(&[]);
+    let id = OrgId::resolve(None, "Acme");
+    build(&config, Mode::Production, id, world, key, NOW, no_secret).unwrap()
+}
+
+#[test]
+fn a_minted_key_brings_its_hash_into_a_new_row_and_an_old_one() {
+    let inserted = plan_with_key(&world(None, snapshot(None)), minted_key("f01d5260"));
+    assert_eq!(
+        row_change(&inserted).write.key_hash.as_deref(),
+        Some("f01d5260")
+    );
+    let updated = plan_with_key(
+        &world(None, snapshot(Some(stored_row()))),
+        minted_key("f01d5260"),
+    );
+    let change = row_change(&updated);
+    assert_eq!(
+        change.columns,
+        ["openrouter_api_key", "openrouter_key_hash"]
+    );
+    assert_eq!(change.write.key_hash.as_deref(), Some("f01d5260"));
+    // The same key with a hash that was cleared gets its hash back alone.
+    let mut row = stored_row();
+    row.api_key = minted_key("f01d5260").value;
+    row.key_hash = None;
+    let repaired = plan_with_key(&world(None, snapshot(Some(row))), minted_key("f01d5260"));
+    assert_eq!(row_change(&repaired).columns, ["openrouter_key_hash"]);
+    assert_eq!(
+        plan_with_key(&world(None, snapshot(None)), minted_key("x")).api_key,
+        minted_key("x")
+    );
+}
+
+#[test]
+fn the_env_gets_the_key_in_effect() {
+    let plan = plan_with_key(&world(None, snapshot(None)), minted_key("f01d5260"));
+    let text = plan.env.new_text.unwrap();
+    assert!(
+        text.contains("OPENROUTER_API_KEY=sk-or-v1-mintedkey"),
+        "{text}"
+    );
+    assert!(text.contains("OPENAI_API_KEY=sk-or-v1-mintedkey"), "{text}");
+    assert!(!text.contains(KEY), "{text}");
+}
+
 #[test]
 fn text_timestamps_are_repaired_to_the_same_instant() {
     let mut row = stored_row();
@@ -376,9 +447,15 @@ fn the_secret_key_comes_from_config_then_env_then_store_then_is_generated() {
     let id = OrgId::resolve(None, "Acme");
     let mut fresh = world(None, DatabaseState::NotInMode);
     fresh.stored_secret = StoredKey::Absent;
-    let generated = build(&config, Mode::Env, id.clone(), &fresh, NOW, || {
-        Ok(Secret::new("new"))
-    })
+    let generated = build(
+        &config,
+        Mode::Env,
+        id.clone(),
+        &fresh,
+        given_key(),
+        NOW,
+        || Ok(Secret::new("new")),
+    )
     .unwrap();
     assert_eq!(generated.secret_key.source, SecretKeySource::Generated);
     assert_eq!(
@@ -388,7 +465,7 @@ fn the_secret_key_comes_from_config_then_env_then_store_then_is_generated() {
 
     let mut no_volume = fresh;
     no_volume.store_dir_exists = false;
-    let err = build(&config, Mode::Env, id, &no_volume, NOW, || {
+    let err = build(&config, Mode::Env, id, &no_volume, given_key(), NOW, || {
         Ok(Secret::new("new"))
     })
     .unwrap_err();
@@ -425,6 +502,7 @@ fn an_unusable_store_is_rewritten_when_a_key_is_at_hand_and_refused_otherwise() 
         Mode::Env,
         OrgId::resolve(None, "Acme"),
         &broken,
+        given_key(),
         NOW,
         no_secret,
     )
@@ -498,7 +576,16 @@ fn an_unwritable_secret_key_from_a_file_names_the_file() {
 
     let mut stored = world(None, DatabaseState::NotInMode);
     stored.stored_secret = StoredKey::Key(Secret::new("abc\nOPENROUTER_HOST=https://evil.example"));
-    let err = build(&config, Mode::Env, id(), &stored, NOW, no_secret).unwrap_err();
+    let err = build(
+        &config,
+        Mode::Env,
+        id(),
+        &stored,
+        given_key(),
+        NOW,
+        no_secret,
+    )
+    .unwrap_err();
     assert_eq!(
         unusable_at(&err),
         Some(PathBuf::from("/data/.webui_secret_key")),
@@ -510,13 +597,22 @@ fn an_unwritable_secret_key_from_a_file_names_the_file() {
         Some("WEBUI_SECRET_KEY=\"a\\nb\"\n"),
         DatabaseState::NotInMode,
     );
-    assert!(build(&config, Mode::Env, id(), &kept, NOW, no_secret).is_ok());
+    assert!(build(&config, Mode::Env, id(), &kept, given_key(), NOW, no_secret).is_ok());
     // ...but another line cannot be rewritten to it.
     let twice = world(
         Some("WEBUI_SECRET_KEY=x\nWEBUI_SECRET_KEY=\"a\\nb\"\n"),
         DatabaseState::NotInMode,
     );
-    let err = build(&config, Mode::Env, id(), &twice, NOW, no_secret).unwrap_err();
+    let err = build(
+        &config,
+        Mode::Env,
+        id(),
+        &twice,
+        given_key(),
+        NOW,
+        no_secret,
+    )
+    .unwrap_err();
     assert_eq!(
         unusable_at(&err),
         Some(PathBuf::from("/shared/.env")),

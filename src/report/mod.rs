@@ -4,9 +4,11 @@
 //! secret or not. The run's exit code is decided here too, from its outcome.
 
 mod json;
+mod key;
 mod message;
 mod text;
 
+pub use key::{KeyReport, PreviousReport};
 pub use message::early_message;
 pub(crate) use text::{plan_text, summary};
 
@@ -92,6 +94,9 @@ pub struct Outcome {
     pub database: DatabaseReport,
     pub secret_key: SecretKeySource,
     pub secret_key_stored: bool,
+    /// The OpenRouter key the job minted and manages; `null` when the key
+    /// is given (OPENROUTER_API_KEY).
+    pub openrouter_key: Option<KeyReport>,
     pub verified: bool,
     pub warnings: Vec<String>,
     /// True when a run would change something (what `--check` reports).
@@ -104,7 +109,7 @@ pub struct Outcome {
 
 impl Outcome {
     /// The outcome of a run that only planned.
-    pub(crate) fn planned(plan: &Plan, database_path: &Path) -> Self {
+    pub(crate) fn planned(plan: &Plan, database_path: &Path, key: Option<KeyReport>) -> Self {
         let mut outcome = Self::build(
             plan,
             &plan.database,
@@ -114,7 +119,9 @@ impl Outcome {
             false,
             Status::Planned,
         );
-        outcome.plan_text = Some(plan_text(plan, database_path));
+        outcome.plan_text = Some(plan_text(plan, database_path, key.as_ref()));
+        outcome.drift |= key.as_ref().is_some_and(|k| k.changes);
+        outcome.openrouter_key = key;
         outcome
     }
 
@@ -123,16 +130,18 @@ impl Outcome {
         applied: &Applied,
         database_path: &Path,
         verified: bool,
+        key: Option<KeyReport>,
     ) -> Self {
         let changed = applied.env_written
             || applied.secret_key_stored
-            || matches!(applied.database, DatabasePlan::Write { .. });
+            || matches!(applied.database, DatabasePlan::Write { .. })
+            || key.as_ref().is_some_and(|k| k.changes);
         let status = if changed {
             Status::Applied
         } else {
             Status::Unchanged
         };
-        Self::build(
+        let mut outcome = Self::build(
             plan,
             &applied.database,
             database_path,
@@ -140,7 +149,9 @@ impl Outcome {
             applied.secret_key_stored,
             verified,
             status,
-        )
+        );
+        outcome.openrouter_key = key;
+        outcome
     }
 
     fn build(
@@ -196,6 +207,7 @@ impl Outcome {
             },
             secret_key: plan.secret_key.source,
             secret_key_stored,
+            openrouter_key: None,
             verified,
             warnings: plan.warnings.clone(),
             drift: !plan.is_empty(),

@@ -3,13 +3,13 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::{DatabaseAction, Outcome, Status};
+use super::{DatabaseAction, KeyReport, Outcome, Status};
 use crate::envfile::{KeyStatus, backup_path};
 use crate::identity::IdSource;
 use crate::plan::{DatabasePlan, Plan, RowAction, SecretKeySource};
 
 /// The plan as `--dry-run` prints it.
-pub fn plan_text(plan: &Plan, database_path: &Path) -> String {
+pub fn plan_text(plan: &Plan, database_path: &Path, key: Option<&KeyReport>) -> String {
     let mut out = format!(
         "Plan for organization {} ({}), mode {}:\n",
         plan.id.value,
@@ -19,13 +19,17 @@ pub fn plan_text(plan: &Plan, database_path: &Path) -> String {
         },
         plan.mode.as_str()
     );
+    if let Some(key) = key {
+        out.push_str(&key.plan_lines());
+    }
     out.push_str(&env_text(plan));
     out.push_str(&secret_text(plan));
     out.push_str(&database_text(&plan.database, database_path));
     for warning in &plan.warnings {
         out.push_str(&format!("  warning: {warning}\n"));
     }
-    out.push_str(if plan.is_empty() {
+    let key_changes = key.is_some_and(|k| k.changes);
+    out.push_str(if plan.is_empty() && !key_changes {
         "Nothing to change.\n"
     } else {
         "Run without --dry-run/--check to apply.\n"
@@ -166,8 +170,12 @@ pub fn summary(outcome: &Outcome, elapsed: Duration) -> String {
         Status::Planned => "planned for",
     };
     let verified = if outcome.verified { ", verified" } else { "" };
+    let key = outcome
+        .openrouter_key
+        .as_ref()
+        .map_or_else(String::new, |key| format!("{}, ", key.summary(planned)));
     format!(
-        "{verb} {}: {env}, {repaired}{database}{inactive}{verified} in {} ms",
+        "{verb} {}: {key}{env}, {repaired}{database}{inactive}{verified} in {} ms",
         outcome.id,
         elapsed.as_millis()
     )

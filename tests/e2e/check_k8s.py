@@ -8,12 +8,13 @@ the job's key store on the data volume, mounted read-only where the image's
 start script reads it (docs/mai-contract.md, "WEBUI_SECRET_KEY and the start
 script"); the key from a Secret through *_FILE; paths that agree with the
 ConfigMap; and an application image that the base leaves as a placeholder
-an overlay must replace.
+an overlay must replace. A build with the minting component (`minting`)
+gives both jobs a management key from a Secret instead of the client's key.
 For the PostgreSQL overlay (`postgres`): several replicas with rolling
 updates, no PVC (DATA_DIR is a per-pod emptyDir that holds the key store
 copy), the database's URL and WEBUI_SECRET_KEY from mounted Secrets through
 *_FILE, and the application's DATABASE_URL from the same Secret.
-Usage: check_k8s.py RENDERED.yaml {base|overlay|postgres}
+Usage: check_k8s.py RENDERED.yaml {base|overlay|minting|postgres}
 """
 
 import sys
@@ -27,10 +28,16 @@ KEY_STORE = ".webui_secret_key"
 # Where the image's start script reads the key.
 START_SCRIPT_KEY = "/app/backend/.webui_secret_key"
 
-if len(sys.argv) != 3 or sys.argv[2] not in ("base", "overlay", "postgres"):
-    sys.exit("usage: check_k8s.py RENDERED.yaml {base|overlay|postgres}")
+if len(sys.argv) != 3 or sys.argv[2] not in ("base", "overlay", "minting", "postgres"):
+    sys.exit("usage: check_k8s.py RENDERED.yaml {base|overlay|minting|postgres}")
 kind_of_build = sys.argv[2]
 postgres = kind_of_build == "postgres"
+# The job's key, through a file in a mounted Secret: the client's key, or
+# with the minting component a management key (never both: 78).
+KEY_FILE_VAR = "OPENROUTER_MANAGEMENT_KEY_FILE" if kind_of_build == "minting" else "OPENROUTER_API_KEY_FILE"
+OTHER_KEY_VARS = {"OPENROUTER_API_KEY", "OPENROUTER_API_KEY_FILE", "OPENROUTER_MANAGEMENT_KEY",
+                  "OPENROUTER_MANAGEMENT_KEY_FILE", "OPENROUTER_PROVISIONING_KEY",
+                  "OPENROUTER_PROVISIONING_KEY_FILE"} - {KEY_FILE_VAR}
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
 by_kind = {}
 for doc in docs:
@@ -76,16 +83,15 @@ def check_job_container(pod, container, where):
     refs = [e.get("configMapRef", {}).get("name") for e in container.get("envFrom", [])]
     expect(config.get("metadata", {}).get("name") in refs, f"{where}: envFrom the ConfigMap")
     env = {e["name"]: e for e in container.get("env", [])}
-    expect("OPENROUTER_API_KEY" not in env and "OPENROUTER_API_KEY" not in data,
-           f"{where}: the key only through OPENROUTER_API_KEY_FILE")
-    key_file = env.get("OPENROUTER_API_KEY_FILE", {}).get("value", "")
+    expect(not (OTHER_KEY_VARS & (set(env) | set(data))), f"{where}: the key only through {KEY_FILE_VAR}")
+    key_file = env.get(KEY_FILE_VAR, {}).get("value", "")
     volumes = {v["name"]: v for v in pod.get("volumes", [])}
     mounts = {m["mountPath"]: m for m in container.get("volumeMounts", [])}
     secret_mounts = [
         path for path, m in mounts.items()
         if "secret" in volumes.get(m["name"], {}) and key_file.startswith(path + "/")
     ]
-    expect(len(secret_mounts) == 1, f"{where}: OPENROUTER_API_KEY_FILE lies in a mounted Secret")
+    expect(len(secret_mounts) == 1, f"{where}: {KEY_FILE_VAR} lies in a mounted Secret")
     data_mount = mounts.get(data.get("DATA_DIR", "?"))
     if postgres:
         data_volume = volumes.get(data_mount["name"], {}) if data_mount else {}

@@ -40,6 +40,12 @@
 #              the application's WEBUI_SECRET_KEY equal to the job's stored
 #              key and the .env's; a second `up` changes nothing; a
 #              re-created application keeps its key; no log holds a secret.
+#   minting    the same with compose/minting.yml and a management key: the
+#              job's container (network_mode: host) mints the key through
+#              the OpenRouter stand-in (tests/e2e/openrouter-standin) on the
+#              host; the key reaches the .env (the mAI stand-in's report),
+#              the row (with its hash) and the key store; a second `up`
+#              makes one GET per job run and mints nothing.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
@@ -56,12 +62,14 @@ E2E_KEY=sk-or-v1-e2e0000aaaa1111bbbb2222cccc3333dddd4444eeee5555ffff6666
 E2E_BAD_KEY='sk-or-v1-e2e not a valid key 0000'
 E2E_NAME='ABC Company Sp. z o.o.'
 E2E_ID=mai_client_362862c8 # docs/mai-contract.md's vector for that name ("Organization id")
+E2E_MANAGEMENT_KEY=sk-or-v1-e2emgmt000aaaa1111bbbb2222cccc3333dddd4444eeee5555ffff
 
 DOCKERD_PID=
 DOCKERD_DIR=$E2E_TMP/docker
 COMPOSE_PROJECTS=()
 ALONE_CONTAINER=
 PLACED_DIST_BINARY=
+OPENROUTER_PID=
 
 cleanup() {
   local rc=$?
@@ -77,6 +85,7 @@ cleanup() {
     stop_dockerd
   fi
   [ -n "$PLACED_DIST_BINARY" ] && rm -f "$REPO/dist/mai-provision"
+  [ -n "$OPENROUTER_PID" ] && stop_pid "$OPENROUTER_PID" "the OpenRouter stand-in"
   # Mounts dockerd may have left when it had to be killed, deepest first.
   awk -v dir="$E2E_TMP" 'index($2, dir) == 1 { print $2 }' /proc/self/mounts | sort -r |
     while read -r mount; do umount -l "$mount"; done
@@ -360,11 +369,20 @@ standin_alone_checks() {
 
 # ------------------------------------------------------------- compose
 
+# compose_files PROJECT: the compose files of a project in COMPOSE_ARGS: the
+# operator's, compose/minting.yml for a project that mints (a file
+# `minting` in its folder), and the test's override.
+compose_files() {
+  COMPOSE_ARGS=(-f "$REPO/compose/docker-compose.yml")
+  [ -e "$E2E_TMP/$1/minting" ] && COMPOSE_ARGS+=(-f "$REPO/compose/minting.yml")
+  COMPOSE_ARGS+=(-f "$REPO/tests/e2e/compose.override.yml")
+}
+
 compose_in() {
   local project=$1
   shift
-  "$COMPOSE" -p "$project" -f "$REPO/compose/docker-compose.yml" \
-    -f "$REPO/tests/e2e/compose.override.yml" --env-file "$E2E_TMP/$project/compose.env" "$@"
+  compose_files "$project"
+  "$COMPOSE" -p "$project" "${COMPOSE_ARGS[@]}" --env-file "$E2E_TMP/$project/compose.env" "$@"
 }
 
 # up PROJECT [ARGS...]: `docker compose up -d [ARGS...]`; its exit code.
@@ -372,8 +390,8 @@ up() {
   local project=$1
   shift
   local rc=0
-  timeout 300 "$COMPOSE" -p "$project" -f "$REPO/compose/docker-compose.yml" \
-    -f "$REPO/tests/e2e/compose.override.yml" --env-file "$E2E_TMP/$project/compose.env" \
+  compose_files "$project"
+  timeout 300 "$COMPOSE" -p "$project" "${COMPOSE_ARGS[@]}" --env-file "$E2E_TMP/$project/compose.env" \
     up -d --pull never --no-build "$@" >"$E2E_TMP/$project/up.log" 2>&1 || rc=$?
   return "$rc"
 }
@@ -671,6 +689,90 @@ compose_checks() {
   expect_no_secret_in_logs "$p"
 }
 
+# ------------------------------------------------------------- compose: minting
+
+# start_openrouter_standin DIR: the OpenRouter stand-in on a free loopback
+# port of the host, logging to DIR/openrouter.log; sets OPENROUTER_PORT.
+start_openrouter_standin() {
+  local dir=$1
+  OPENROUTER_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  "$OPENROUTER_STANDIN_BIN" "$OPENROUTER_PORT" "$dir/openrouter_management_key" >"$dir/openrouter.log" 2>&1 &
+  OPENROUTER_PID=$!
+  for _ in $(seq 100); do
+    grep -q '^openrouter-standin: listening on' "$dir/openrouter.log" && return 0
+    sleep 0.1
+  done
+  cat "$dir/openrouter.log" >&2
+  fail "the OpenRouter stand-in did not start"
+}
+
+# The requests the OpenRouter stand-in has logged, one a line.
+openrouter_requests() { sed -n 's/^openrouter-standin: request //p' "$E2E_TMP/$1/openrouter.log"; }
+
+compose_minting_checks() {
+  section "compose: minting the key through the OpenRouter stand-in"
+  local p=mai-e2e-mint dir=$E2E_TMP/mai-e2e-mint data created hash fingerprint requests count secret text
+  new_project "$p"
+  touch "$dir/minting"
+  rm -f "$dir/openrouter_api_key"
+  printf '%s\n' "$E2E_MANAGEMENT_KEY" >"$dir/openrouter_management_key"
+  chmod 0600 "$dir/openrouter_management_key"
+  start_openrouter_standin "$dir"
+  cat >>"$dir/compose.env" <<END
+MAI_PROVISION_NETWORK=host
+OPENROUTER_HOST=http://127.0.0.1:$OPENROUTER_PORT/api/v1
+OPENROUTER_MANAGEMENT_KEY_SECRET=$dir/openrouter_management_key
+SPENDING_LIMIT_RESET=monthly
+END
+
+  up "$p" || { cat "$dir/up.log" >&2; fail "$p: docker compose up with compose/minting.yml"; }
+  pass "$p: docker compose up mints on a first boot"
+  expect_eq "$p: the waiting job exits 0" "$(wait_exit "$p" mai-provision-wait)" 0
+  wait_ready "$p" 1
+  wait_logged "$p: the application records usage" "standin: usage recorded rows=1" logs "$p" mai
+  expect_eq "$p: the job created exactly one key" "$(openrouter_requests "$p" | grep -c '^POST /api/v1/keys$')" 1
+  created=$(sed -n 's/^openrouter-standin: created key //p' "$dir/openrouter.log")
+  expect_eq "$p: one key exists" "$(printf '%s\n' "$created" | grep -c .)" 1
+  hash=${created%% *}
+  fingerprint=$(printf '%s' "$created" | sed -n 's/.* fingerprint=\([^ ]*\) .*/\1/p')
+  expect_contains "$p: ... named after the organization and its id" "$created" "name=\"mAI Client: $E2E_NAME ($E2E_ID)\""
+  expect_contains "$p: the job says it minted" "$(job_summary "$p" mai-provision)" "OpenRouter key minted (${hash:0:8})"
+  text=$(report "$p")
+  expect_contains "$p: the application got the minted key" "$text" "env OPENROUTER_API_KEY fingerprint=$fingerprint "
+  expect_contains "$p: ... as OPENAI_API_KEY too" "$text" "env OPENAI_API_KEY fingerprint=$fingerprint "
+  expect_contains "$p: ... from the stand-in's host" "$text" "env OPENAI_API_BASE_URL=\"http://127.0.0.1:$OPENROUTER_PORT/api/v1\""
+  expect_contains "$p: the application reads the job's row with the key" "$text" "key_matches_env=true"
+  data=$(volume_dir "$p")
+  expect_eq "$p: the row holds OpenRouter's hash of the key" \
+    "$(sqlite_value "$data/webui.db" "SELECT openrouter_key_hash FROM client_organizations WHERE id = '$E2E_ID'")" "$hash"
+  expect_eq "$p: the key store is on the volume, mode 0600" "$(stat -c %a "$data/.openrouter_key")" 600
+  expect_eq "$p: ... and holds that key" "$(json_field "$(cat "$data/.openrouter_key")" current.hash)" "$hash"
+
+  # A second `up`: each job run makes one request, a GET of the key, and
+  # mints nothing.
+  count=$(openrouter_requests "$p" | wc -l)
+  compose_in "$p" stop >>"$dir/up.log" 2>&1
+  up "$p" || { cat "$dir/up.log" >&2; fail "$p: docker compose up (second start)"; }
+  expect_eq "$p: the waiting job exits 0 again" "$(wait_exit "$p" mai-provision-wait)" 0
+  wait_ready "$p" 2
+  requests=$(openrouter_requests "$p" | tail -n +"$((count + 1))")
+  expect_eq "$p: the second up: one GET of the key per job run (the job, the waiting job), nothing else" \
+    "$requests" "$(printf 'GET /api/v1/keys/%s\nGET /api/v1/keys/%s' "$hash" "$hash")"
+  expect_contains "$p: the job finds nothing to do" "$(job_summary "$p" mai-provision)" \
+    "nothing to do for $E2E_ID: OpenRouter key kept (${hash:0:8}), .env unchanged, row unchanged, verified"
+  expect_eq "$p: still one key" "$(grep -c '^openrouter-standin: created key ' "$dir/openrouter.log")" 1
+
+  secret=$(sed -n 's/^OPENROUTER_API_KEY=//p' "$dir/run/.env")
+  expect_eq "$p: the .env's key is the minted one" "$(fingerprint "$secret" | sed 's/^/sk-or-v1-/')" "$fingerprint"
+  local all="" service
+  for service in mai-provision mai-provision-wait mai; do all+=$(logs "$p" "$service"); done
+  all+=$(cat "$dir/openrouter.log")
+  expect_not_contains "$p: no log holds the management key" "$all" "${E2E_MANAGEMENT_KEY:9}"
+  expect_not_contains "$p: no log holds the minted key" "$all" "${secret:9}"
+  stop_pid "$OPENROUTER_PID" "the OpenRouter stand-in"
+  OPENROUTER_PID=
+}
+
 # ------------------------------------------------------------- the run
 
 section "static binaries"
@@ -687,6 +789,7 @@ if [[ $BIN == *-musl/* ]]; then
   static_checks "$GNU_BIN" x86_64-unknown-linux-gnu
 fi
 STANDIN_BIN=$("$REPO/scripts/build-static.sh" --example mai-standin)
+OPENROUTER_STANDIN_BIN=$("$REPO/scripts/build-static.sh" --example openrouter-standin)
 
 lint_checks
 
@@ -711,5 +814,6 @@ else
   compose_config_checks
   standin_alone_checks
   compose_checks
+  compose_minting_checks
   say "image size: $IMAGE_SIZE bytes"
 fi

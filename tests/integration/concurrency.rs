@@ -2,34 +2,12 @@
 //! lock too long, and another connection that keeps the database busy: the
 //! job serialises, waits or gives up cleanly, and never corrupts anything.
 
-use std::process::Command;
-use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
 use rusqlite::types::Value;
 
 const REPLICAS: usize = 32;
-
-/// Start every command at the same moment (threads released by one
-/// barrier), and wait for all of them.
-fn run_together(commands: Vec<Command>) -> Vec<Run> {
-    let barrier = Arc::new(Barrier::new(commands.len()));
-    let threads: Vec<_> = commands
-        .into_iter()
-        .map(|mut cmd| {
-            let barrier = barrier.clone();
-            std::thread::spawn(move || {
-                barrier.wait();
-                Run::from(cmd.output().expect("run binary"))
-            })
-        })
-        .collect();
-    threads
-        .into_iter()
-        .map(|t| t.join().expect("runner thread"))
-        .collect()
-}
 
 fn replicas(sandbox: &Sandbox, args: &[&str], vars: &[(&str, &str)]) -> Vec<Run> {
     let commands = (0..REPLICAS)

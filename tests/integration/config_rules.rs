@@ -207,6 +207,14 @@ fn short(value: &str) -> String {
     }
 }
 
+/// A row of a deployment switched to minting: a management key instead of
+/// the given key, which must never be shown either.
+fn minting(row: Row) -> Row {
+    row.unset("OPENROUTER_API_KEY")
+        .set("OPENROUTER_MANAGEMENT_KEY", MANAGEMENT_KEY)
+        .hides(&MANAGEMENT_KEY[9..])
+}
+
 /// Every refusal. A value that would forge a `.env` line carries one that
 /// would send the key to `EVIL_HOST`.
 fn refusals() -> Vec<Row> {
@@ -473,6 +481,106 @@ fn refusals() -> Vec<Row> {
         // -------------------- checked by the run against the file system
         Row::new(CONFIG, &["WEBUI_SECRET_KEY_STORE", "the database"])
             .with("WEBUI_SECRET_KEY_STORE", Value::InSandbox("data/webui.db")),
+        // ------------------------- the management key (none reaches the network)
+        Row::new(
+            CONFIG,
+            &[
+                "OPENROUTER_API_KEY is set together with OPENROUTER_MANAGEMENT_KEY",
+                "Remove OPENROUTER_API_KEY: with OPENROUTER_MANAGEMENT_KEY the job mints",
+            ],
+        )
+        .set("OPENROUTER_MANAGEMENT_KEY", MANAGEMENT_KEY)
+        .hides(&MANAGEMENT_KEY[9..]),
+        minting(Row::new(
+            CONFIG,
+            &[
+                "OPENROUTER_MANAGEMENT_KEY and OPENROUTER_PROVISIONING_KEY are both set",
+                "Set only one of them",
+            ],
+        ))
+        .set("OPENROUTER_PROVISIONING_KEY", MANAGEMENT_KEY),
+        minting(Row::new(
+            CONFIG,
+            &[
+                "OPENROUTER_HOST is plain http:// to openrouter.example",
+                "only ever sent over HTTPS",
+            ],
+        ))
+        .set("OPENROUTER_HOST", "http://openrouter.example/api/v1"),
+        minting(Row::new(
+            CONFIG,
+            &["SPENDING_LIMIT_RESET must be daily, weekly or monthly"],
+        ))
+        .set("SPENDING_LIMIT_RESET", "yearly"),
+        Row::new(
+            CONFIG,
+            &["SPENDING_LIMIT_RESET is set, but only a key the job mints can honour it"],
+        )
+        .set("SPENDING_LIMIT_RESET", "monthly"),
+        Row::new(
+            CONFIG,
+            &["ROTATE_KEY is set, but only a key the job mints can honour it"],
+        )
+        .set("ROTATE_KEY", "2026-11-30"),
+        minting(Row::new(
+            CONFIG,
+            &["ROTATE_KEY must be a token", "rotated once per token"],
+        ))
+        .set("ROTATE_KEY", "next monday"),
+        Row::new(
+            CONFIG,
+            &[
+                "--rotate-key asks to rotate the OpenRouter key",
+                "Set OPENROUTER_MANAGEMENT_KEY",
+            ],
+        )
+        .args(&["--production", "--rotate-key"]),
+        Row::new(
+            CONFIG,
+            &[
+                "OPENROUTER_MANAGEMENT_KEY does not start with `sk-or-`",
+                "https://openrouter.ai/settings/management-keys",
+            ],
+        )
+        .unset("OPENROUTER_API_KEY")
+        .set(
+            "OPENROUTER_MANAGEMENT_KEY",
+            "mgmt-LEAKPROBE0000aaaa1111bbbb2222",
+        )
+        .set("LOG_LEVEL", "trace")
+        .hides("LEAKPROBE"),
+        Row::new(
+            NO_PERMISSION,
+            &[
+                "OPENROUTER_MANAGEMENT_KEY_FILE=",
+                "permission denied",
+                "Make the file readable by the job's uid",
+            ],
+        )
+        .unset("OPENROUTER_API_KEY")
+        .with(
+            "OPENROUTER_MANAGEMENT_KEY_FILE",
+            Value::Unreadable(MANAGEMENT_KEY.into()),
+        ),
+        minting(Row::new(
+            CONFIG,
+            &[
+                "SSL_CERT_FILE names",
+                "which holds no certificate",
+                "it replaces the bundled web PKI roots",
+            ],
+        ))
+        .with(
+            "SSL_CERT_FILE",
+            Value::File(b"not a certificate\n".to_vec()),
+        ),
+        minting(Row::new(CONFIG, &["HTTPS_PROXY is not a usable proxy URL"]))
+            .set("HTTPS_PROXY", "ftp://user:hunter2pass@proxy.example")
+            .hides("hunter2pass"),
+        minting(Row::new(CONFIG, &["ENV_FILE", "the OpenRouter key store"]))
+            .with("ENV_FILE", Value::InSandbox("data/.openrouter_key")),
+        minting(Row::new(CONFIG, &["OPENROUTER_KEY_STORE", "the database"]))
+            .with("OPENROUTER_KEY_STORE", Value::InSandbox("data/webui.db")),
         // --------------------------------------------------- the command line
         Row::new(USAGE, &["--init-db", "try '--help'"]).args(&["--init-db"]),
         Row::new(

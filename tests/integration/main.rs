@@ -23,6 +23,8 @@ mod hostile;
 mod hostile_database;
 mod leftovers;
 mod lock_timeout;
+mod minting;
+mod minting_crash;
 mod modes;
 mod operator;
 mod parser_vs_python;

@@ -292,7 +292,8 @@ impl Sandbox {
     }
 
     /// Every file under the sandbox with its bytes, mtime and mode, minus
-    /// our lock files (which a run may create, and which hold nothing).
+    /// our lock files (which a run may create, and which hold nothing) and
+    /// a test's `termination-log`.
     pub fn snapshot(&self) -> Files {
         let mut files = BTreeMap::new();
         collect(self.path(), self.path(), &mut files);
@@ -350,7 +351,11 @@ fn collect(root: &Path, dir: &Path, files: &mut BTreeMap<PathBuf, FileState>) {
             collect(root, &path, files);
             continue;
         }
-        if path.extension() == Some(OsStr::new("lock")) {
+        // Lock files hold nothing; a test's termination log is the run's
+        // report, not a file of the deployment.
+        if path.extension() == Some(OsStr::new("lock"))
+            || path.file_name() == Some(OsStr::new("termination-log"))
+        {
             continue;
         }
         let bytes = if meta.file_type().is_symlink() {
@@ -752,6 +757,16 @@ pub fn without_dac_override_unchecked(cmd: &Command) -> Command {
     }
     wrapped
 }
+
+// ---------------------------------------------------------------------------
+// The minted key: the stand-in for OpenRouter's key-management API (also
+// built into the end-to-end test's stand-in), and the helpers of the suites
+// that mint.
+mod minting;
+pub mod openrouter_standin;
+pub use minting::*;
+pub use openrouter_standin::{Fault, FaultKind, StandIn};
+// ---------------------------------------------------------------------------
 
 // ---------------------------------------------------------------------------
 // Reliability suites (concurrency, crash, signals, file modes): their helpers

@@ -48,7 +48,13 @@ impl Sandbox {
     /// backup, the key store, the database, and their temp files) contains
     /// a secret: no lock file, log or stray output picked one up.
     pub fn assert_secrets_only_where_they_belong(&self, extra: &[&str]) {
-        let holders = [".env", ".env.backup", ".webui_secret_key", "webui.db"];
+        let holders = [
+            ".env",
+            ".env.backup",
+            ".webui_secret_key",
+            ".openrouter_key",
+            "webui.db",
+        ];
         for (path, state) in &self.snapshot().0 {
             let name = path.file_name().unwrap_or_default().to_string_lossy();
             let holder = holders.iter().any(|h| {
@@ -311,6 +317,26 @@ pub fn send_signal(pid: u32, signal: &str) {
         .status()
         .expect("kill(1)");
     assert!(status.success(), "kill -s {signal} {pid} failed");
+}
+
+/// Start every command at the same moment (threads released by one
+/// barrier), and wait for all of them.
+pub fn run_together(commands: Vec<Command>) -> Vec<Run> {
+    let barrier = Arc::new(std::sync::Barrier::new(commands.len()));
+    let threads: Vec<_> = commands
+        .into_iter()
+        .map(|mut cmd| {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                Run::from(cmd.output().expect("run binary"))
+            })
+        })
+        .collect();
+    threads
+        .into_iter()
+        .map(|t| t.join().expect("runner thread"))
+        .collect()
 }
 
 /// Run `cmd` paused at `step`: returns once the run sits at that step.
