@@ -346,6 +346,7 @@ fn build(raw: RawEnv) -> Result<Config, ConfigError> {
         (None, Some(_)) => Some("OPENROUTER_API_KEY_FILE"),
         (None, None) => None,
     };
+    let key_store_set = raw.openrouter_key_store.is_some();
     let minting = minting::minting(
         minting::RawMinting {
             management: [
@@ -372,6 +373,18 @@ fn build(raw: RawEnv) -> Result<Config, ConfigError> {
         limit_usd(&spending_limit),
         &data_dir,
     )?;
+    if postgres.is_some() && minting.is_some() && !key_store_set {
+        // Replicas on PostgreSQL share no volume: each would keep its own
+        // key store, find the others' keys unknown, delete them as lost and
+        // mint its own, taking the key from under running applications.
+        return Err(ConfigError::invalid(
+            "OPENROUTER_MANAGEMENT_KEY",
+            "is set with a PostgreSQL database, where replicas share no volume: each would keep its own \
+             OpenRouter key store in DATA_DIR, and delete the keys the others minted",
+            "Set OPENROUTER_KEY_STORE to a file on a volume every replica mounts (ReadWriteMany), or mint the \
+             key once elsewhere and give it to every replica in OPENROUTER_API_KEY(_FILE).",
+        ));
+    }
     let key_source = match minting {
         Some(minting) => KeySource::Minted(Box::new(minting)),
         None => KeySource::Given(api_key(

@@ -8,8 +8,8 @@ use crate::db::{DbError, VerifyError};
 use crate::envfile::{FileError, RenderError};
 use crate::identity::IdentityError;
 use crate::lock::LockError;
-use crate::postgres::PgError;
 use crate::openrouter::{ApiError, StoreError};
+use crate::postgres::PgError;
 use crate::signals::Interrupted;
 
 #[derive(Debug, thiserror::Error)]

@@ -9,8 +9,8 @@ use crate::db::{DbError, VerifyError};
 use crate::envfile::FileError;
 use crate::error::Error;
 use crate::lock::LockError;
-use crate::postgres::PgError;
 use crate::openrouter::{ApiError, StoreError};
+use crate::postgres::PgError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]

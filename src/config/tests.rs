@@ -1784,6 +1784,18 @@ fn minting_err(added: &[(&str, &str)]) -> ConfigError {
     }
 }
 
+/// On PostgreSQL replicas share no volume: minting needs a key store they
+/// all mount, named on purpose.
+#[test]
+fn minting_on_postgresql_needs_a_shared_key_store() {
+    let url = ("DATABASE_URL", "postgresql://mai:pw@db/mai");
+    let e = minting_err(&[url]);
+    assert_invalid(&e, "OPENROUTER_MANAGEMENT_KEY", "a PostgreSQL database");
+    assert!(e.to_string().contains("OPENROUTER_KEY_STORE"), "{e}");
+    let shared = minting_ok(&[url, ("OPENROUTER_KEY_STORE", "/shared/.openrouter_key")]);
+    assert_eq!(shared.key_store, Path::new("/shared/.openrouter_key"));
+}
+
 #[test]
 fn a_management_key_mints_with_every_default() {
     let minting = minting_ok(&[]);

@@ -485,6 +485,17 @@ fn refusals() -> Vec<Row> {
         Row::new(
             CONFIG,
             &[
+                "OPENROUTER_MANAGEMENT_KEY is set with a PostgreSQL database",
+                "Set OPENROUTER_KEY_STORE to a file on a volume every replica mounts",
+            ],
+        )
+        .unset("OPENROUTER_API_KEY")
+        .set("OPENROUTER_MANAGEMENT_KEY", MANAGEMENT_KEY)
+        .set("DATABASE_URL", "postgresql://mai:pw@127.0.0.1:1/mai")
+        .hides("pw@"),
+        Row::new(
+            CONFIG,
+            &[
                 "OPENROUTER_API_KEY is set together with OPENROUTER_MANAGEMENT_KEY",
                 "Remove OPENROUTER_API_KEY: with OPENROUTER_MANAGEMENT_KEY the job mints",
             ],
