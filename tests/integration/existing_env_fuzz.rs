@@ -546,31 +546,7 @@ json.dump(out, sys.stdout)
 /// `(raw, interpolated)` readings of each text, by the real python-dotenv
 /// on a file (text mode), all in one python process.
 fn python_readings(texts: &[&str]) -> Vec<(Values, Values)> {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let paths: Vec<String> = texts
-        .iter()
-        .enumerate()
-        .map(|(i, text)| {
-            let path = dir.path().join(format!("{i:05}.env"));
-            fs::write(&path, text).expect("write case");
-            path.to_str().expect("utf-8 temp path").to_owned()
-        })
-        .collect();
-    let list = dir.path().join("paths.json");
-    fs::write(&list, serde_json::to_vec(&paths).unwrap()).expect("write list");
-    let out = Command::new("python3")
-        .args(["-c", PYTHON])
-        .arg(&list)
-        .output()
-        .expect("python3 (install python-dotenv: pip install python-dotenv)");
-    assert!(
-        out.status.success(),
-        "python-dotenv failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let readings: Vec<(Values, Values)> = serde_json::from_slice(&out.stdout).expect("json");
-    assert_eq!(readings.len(), texts.len());
-    readings
+    python_batch(PYTHON, texts)
 }
 
 /// What is wrong with `read` for the merge of `judged`, if anything: a
@@ -869,36 +845,7 @@ fn keys_to_read(judged: &Judged) -> Vec<String> {
 // ------------------------------------------------------------------ Compose
 
 fn compose_reading(compose: &Path, path: &Path) -> Reading {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let yaml = format!(
-        "services:\n  s:\n    image: busybox\n    env_file: [{}]\n",
-        serde_json::to_string(path.to_str().expect("utf-8 path")).unwrap()
-    );
-    fs::write(dir.path().join("compose.yml"), yaml).unwrap();
-    let out = Command::new(compose)
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("HOME", dir.path())
-        .current_dir(dir.path())
-        .args([
-            "-f",
-            "compose.yml",
-            "-p",
-            "probe",
-            "config",
-            "--format",
-            "json",
-        ])
-        .output()
-        .expect("run docker compose");
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
-    }
-    let config: serde_json::Value = serde_json::from_slice(&out.stdout).expect("compose json");
-    let Some(environment) = config["services"]["s"]["environment"].as_object() else {
-        return Ok(BTreeMap::new());
-    };
-    Ok(environment
+    Ok(compose_environment(compose, path)?
         .iter()
         .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.replace("$$", "$"))))
         .collect())

@@ -20,8 +20,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::fs;
-use std::process::Command;
+
+use crate::common::python_batch;
 
 use mai_provision::envfile::{Document, as_python_dotenv_reads, universal_newlines};
 
@@ -57,32 +57,8 @@ json.dump(out, sys.stdout)
 /// python-dotenv's reading of every text: `(dotenv_values(path), the
 /// parser on the exact text)`. One python process for the whole batch.
 fn python_values(texts: &[String]) -> Vec<(Values, Values)> {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let paths: Vec<String> = texts
-        .iter()
-        .enumerate()
-        .map(|(i, text)| {
-            let path = dir.path().join(format!("{i:05}.env"));
-            fs::write(&path, text).expect("write case");
-            path.to_str().expect("utf-8 temp path").to_owned()
-        })
-        .collect();
-    let list = dir.path().join("paths.json");
-    fs::write(&list, serde_json::to_vec(&paths).unwrap()).expect("write list");
-    let out = Command::new("python3")
-        .args(["-c", PYTHON])
-        .arg(&list)
-        .output()
-        .expect("python3 (install python-dotenv: pip install python-dotenv)");
-    assert!(
-        out.status.success(),
-        "python-dotenv failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let values: Vec<(Values, Values)> =
-        serde_json::from_slice(&out.stdout).expect("json from python");
-    assert_eq!(values.len(), texts.len());
-    values
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+    python_batch(PYTHON, &texts)
 }
 
 /// Hand-written cases: the findings table, the regex corner cases, and

@@ -652,6 +652,26 @@ pub fn compose_for(check: &str) -> Option<PathBuf> {
 /// interpolated from this process. `config` prints compose syntax, where a
 /// literal `$` is `$$`; the values returned are decoded.
 pub fn compose_env_file_values(compose: &Path, env_file: &Path) -> BTreeMap<String, String> {
+    let environment = compose_environment(compose, env_file)
+        .unwrap_or_else(|e| panic!("docker compose config failed: {e}"));
+    environment
+        .iter()
+        .map(|(key, value)| {
+            let value = value
+                .as_str()
+                .unwrap_or_else(|| panic!("compose gave {key} no string value: {value}"));
+            (key.clone(), value.replace("$$", "$"))
+        })
+        .collect()
+}
+
+/// What `docker compose config` gives a service whose `env_file` is
+/// `env_file`, as JSON (values still in compose syntax); `Err` with
+/// Compose's message when it cannot read the file.
+pub fn compose_environment(
+    compose: &Path,
+    env_file: &Path,
+) -> Result<serde_json::Map<String, serde_json::Value>, String> {
     let dir = tempfile::tempdir().expect("temp dir");
     let env_file = env_file.to_str().expect("utf-8 path");
     let yaml = format!(
@@ -675,24 +695,45 @@ pub fn compose_env_file_values(compose: &Path, env_file: &Path) -> BTreeMap<Stri
         ])
         .output()
         .expect("run docker compose");
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
+    }
+    let config: serde_json::Value = serde_json::from_slice(&out.stdout).expect("compose json");
+    Ok(config["services"]["s"]["environment"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default())
+}
+
+/// python-dotenv (or any Python) over many texts in one process: each text
+/// is written to a file, `script` gets the JSON list of their paths as its
+/// first argument and prints one JSON list with one answer per file.
+pub fn python_batch<T: serde::de::DeserializeOwned>(script: &str, texts: &[&str]) -> Vec<T> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let paths: Vec<String> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            let path = dir.path().join(format!("{i:05}.env"));
+            fs::write(&path, text).expect("write case");
+            path.to_str().expect("utf-8 temp path").to_owned()
+        })
+        .collect();
+    let list = dir.path().join("paths.json");
+    fs::write(&list, serde_json::to_vec(&paths).unwrap()).expect("write list");
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(&list)
+        .output()
+        .expect("python3 (install python-dotenv: pip install python-dotenv)");
     assert!(
         out.status.success(),
-        "docker compose config failed: {}",
+        "python-dotenv failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let config: serde_json::Value = serde_json::from_slice(&out.stdout).expect("compose json");
-    let environment = config["services"]["s"]["environment"]
-        .as_object()
-        .unwrap_or_else(|| panic!("no environment in compose output: {config}"));
-    environment
-        .iter()
-        .map(|(key, value)| {
-            let value = value
-                .as_str()
-                .unwrap_or_else(|| panic!("compose gave {key} no string value: {value}"));
-            (key.clone(), value.replace("$$", "$"))
-        })
-        .collect()
+    let answers: Vec<T> = serde_json::from_slice(&out.stdout).expect("json from python");
+    assert_eq!(answers.len(), texts.len());
+    answers
 }
 
 /// Say loudly that a check did not run, and why. Straight to the process's
