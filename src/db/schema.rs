@@ -139,10 +139,7 @@ pub fn inspect(conn: &Connection, path: &Path) -> Result<Option<Schema>, DbError
         return Ok(None);
     }
     let find = |name: &str| objects.iter().find(|o| o.name.eq_ignore_ascii_case(name));
-    let missing: Vec<&'static str> = REQUIRED_TABLES
-        .into_iter()
-        .filter(|t| find(t).is_none())
-        .collect();
+    let missing = missing_tables(|table| find(table).is_some());
     if !missing.is_empty() {
         return Err(DbError::MissingTables {
             path: path.to_owned(),
@@ -320,20 +317,38 @@ fn check_table_integrity(conn: &Connection, path: &Path) -> Result<(), DbError> 
     }
 }
 
-/// Add the ORM columns the table lacks. Adding a nullable column (or one
-/// with a constant default) never rewrites or drops anything.
+/// The statements that add the ORM columns `names` the table lacks, with
+/// their names: mAI's own repair and its kin, the same SQL on SQLite and on
+/// PostgreSQL. Adding a nullable column (or one with a constant default)
+/// never rewrites or drops anything.
+pub fn repair_statements(names: &[&'static str]) -> impl Iterator<Item = (&'static str, String)> {
+    ORM_COLUMNS
+        .iter()
+        .filter(|c| names.contains(&c.name))
+        .filter_map(|column| {
+            let definition = column.repair?;
+            let sql = format!(
+                "ALTER TABLE {ORG_TABLE} ADD COLUMN {} {definition}",
+                column.name
+            );
+            Some((column.name, sql))
+        })
+}
+
+/// The tables usage tracking needs that `has_table` does not find.
+pub fn missing_tables(has_table: impl Fn(&str) -> bool) -> Vec<&'static str> {
+    REQUIRED_TABLES
+        .into_iter()
+        .filter(|table| !has_table(table))
+        .collect()
+}
+
+/// Add the ORM columns the table lacks.
 pub fn add_columns(conn: &Connection, path: &Path, names: &[&'static str]) -> Result<(), DbError> {
-    for column in ORM_COLUMNS.iter().filter(|c| names.contains(&c.name)) {
-        let Some(definition) = column.repair else {
-            continue;
-        };
-        let sql = format!(
-            "ALTER TABLE {ORG_TABLE} ADD COLUMN {} {definition}",
-            column.name
-        );
+    for (column, sql) in repair_statements(names) {
         // Refused by the schema (rarely: the checks above ran) is a data
         // error like a refused write.
-        let doing = format!("to add the column {} to {ORG_TABLE}", column.name);
+        let doing = format!("to add the column {column} to {ORG_TABLE}");
         conn.execute_batch(&sql)
             .map_err(|e| refused(conn, path, "schema repair", doing, None)(e))?;
     }

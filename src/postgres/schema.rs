@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use super::error::PgError;
 use super::session::Session;
-use crate::db::{DbError, ORG_TABLE, ORM_COLUMNS, REQUIRED_TABLES, Schema};
+use crate::db::{self, DbError, ORG_TABLE, ORM_COLUMNS, REQUIRED_TABLES, Schema};
 
 /// Columns that must hold numbers, with the types that do.
 const NUMERIC_COLUMNS: [(&str, &[&str]); 4] = [
@@ -58,10 +58,7 @@ pub fn inspect(session: &mut Session) -> Result<Option<Schema>, PgError> {
     let cell =
         |row: &Vec<Option<String>>, i: usize| row.get(i).cloned().flatten().unwrap_or_default();
     let find = |name: &str| rows.iter().find(|row| cell(row, 0) == name);
-    let missing: Vec<&'static str> = REQUIRED_TABLES
-        .into_iter()
-        .filter(|t| find(t).is_none())
-        .collect();
+    let missing = db::missing_tables(|table| find(table).is_some());
     if !missing.is_empty() {
         return Err(DbError::MissingTables {
             path,
@@ -164,14 +161,7 @@ fn check_columns(columns: &[(String, String)], path: &std::path::Path) -> Result
 /// (`ALTER TABLE client_organizations ADD COLUMN timezone TEXT DEFAULT
 /// 'Europe/Warsaw'`) and its kin: nothing is dropped or retyped.
 pub fn add_columns(session: &mut Session, names: &[&'static str]) -> Result<(), PgError> {
-    for column in ORM_COLUMNS.iter().filter(|c| names.contains(&c.name)) {
-        let Some(definition) = column.repair else {
-            continue;
-        };
-        let sql = format!(
-            "ALTER TABLE {ORG_TABLE} ADD COLUMN {} {definition}",
-            column.name
-        );
+    for (_, sql) in db::repair_statements(names) {
         session.execute("the schema repair", &sql, None)?;
     }
     Ok(())
