@@ -206,42 +206,31 @@ impl HttpKeyApi {
         timeout: Duration,
     ) -> Result<Answer, ureq::Error> {
         let url = self.url(path);
-        let auth = self.authorization.expose();
-        let response = match (method, body) {
-            (Method::Get, _) => self
-                .agent
-                .get(&url)
-                .config()
-                .timeout_global(Some(timeout))
-                .build()
-                .header("Authorization", auth)
-                .header("Accept", "application/json")
-                .call(),
-            (Method::Delete, _) => self
-                .agent
-                .delete(&url)
-                .config()
-                .timeout_global(Some(timeout))
-                .build()
-                .header("Authorization", auth)
-                .header("Accept", "application/json")
-                .call(),
-            (Method::Post | Method::Patch, body) => {
-                let builder = if method == Method::Post {
-                    self.agent.post(&url)
-                } else {
-                    self.agent.patch(&url)
-                };
-                builder
-                    .config()
-                    .timeout_global(Some(timeout))
-                    .build()
-                    .header("Authorization", auth)
-                    .header("Accept", "application/json")
-                    .send_json(body.unwrap_or(&serde_json::Value::Null))
-            }
+        let response = match method {
+            Method::Get => self.prepared(self.agent.get(&url), timeout).call(),
+            Method::Delete => self.prepared(self.agent.delete(&url), timeout).call(),
+            Method::Post => self
+                .prepared(self.agent.post(&url), timeout)
+                .send_json(body.unwrap_or(&serde_json::Value::Null)),
+            Method::Patch => self
+                .prepared(self.agent.patch(&url), timeout)
+                .send_json(body.unwrap_or(&serde_json::Value::Null)),
         }?;
         read_answer(response)
+    }
+
+    /// Every request: its own timeout, the management key, JSON answers.
+    fn prepared<B>(
+        &self,
+        request: ureq::RequestBuilder<B>,
+        timeout: Duration,
+    ) -> ureq::RequestBuilder<B> {
+        request
+            .config()
+            .timeout_global(Some(timeout))
+            .build()
+            .header("Authorization", self.authorization.expose())
+            .header("Accept", "application/json")
     }
 
     /// The refusal an answer that is neither a success nor retryable means.
