@@ -8,12 +8,9 @@ use std::process::Command;
 use std::sync::{Arc, Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::common::postgres::{self as pg, Server};
+use crate::common::postgres::{self as pg, LOCK_KEY, Server};
 use crate::common::*;
 use rusqlite::types::Value;
-
-/// The advisory lock key the job documents (README, "Database states").
-const LOCK_KEY: i64 = 0x6d61_692d_7072_6f76;
 
 /// A PostgreSQL sandbox in the migration's shape, or `None` (skipped).
 fn migrated(check: &str) -> Option<Sandbox> {
@@ -193,7 +190,7 @@ fn a_statement_the_server_keeps_waiting_is_cancelled_and_rolled_back() {
             ended.run.assert_mentions(&["LOCK_TIMEOUT"]);
         }
         // The server has no statement of the job left, and nothing changed.
-        assert_no_job_session(&pg, &context);
+        pg.assert_job_released(&context);
         tx.rollback().expect("release the row");
         assert_eq!(sandbox.rows(), before, "{context}: not rolled back");
         assert_eq!(
@@ -227,44 +224,6 @@ fn wait_until_blocked(pg: &PgDatabase, live: &mut Live) {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-/// The job's session is gone from the server (it may take the server a
-/// moment to see the closed socket), and with it the advisory lock.
-fn assert_no_job_session(pg: &PgDatabase, context: &str) {
-    let mut client = pg.client();
-    let started = Instant::now();
-    loop {
-        let left: i64 = client
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'mai-provision'",
-                &[],
-            )
-            .expect("pg_stat_activity")
-            .get(0);
-        if left == 0 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "{context}: the job's session outlived it"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert_lock_is_free(pg, context);
-}
-
-/// Nobody holds the advisory lock: this session gets it at once.
-pub fn assert_lock_is_free(pg: &PgDatabase, context: &str) {
-    let mut client = pg.client();
-    let got: bool = client
-        .query_one("SELECT pg_try_advisory_lock($1)", &[&LOCK_KEY])
-        .expect("try the lock")
-        .get(0);
-    assert!(got, "{context}: the advisory lock is still held");
-    client
-        .execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY])
-        .expect("unlock");
 }
 
 #[test]

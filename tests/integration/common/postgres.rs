@@ -300,9 +300,53 @@ pub struct PgDatabase {
     pub server: &'static Server,
 }
 
+/// The advisory lock key the job documents (README, "Database states").
+pub const LOCK_KEY: i64 = 0x6d61_692d_7072_6f76;
+
 impl PgDatabase {
     pub fn client(&self) -> postgres::Client {
         self.server.client(&self.name)
+    }
+
+    /// After a run ended, however: its session is gone from the server (it
+    /// may take the server a moment to see the closed socket), and with it
+    /// the advisory lock. Only this database's sessions count: other tests
+    /// run jobs on their own databases meanwhile.
+    pub fn assert_job_released(&self, context: &str) {
+        let mut client = self.client();
+        let started = std::time::Instant::now();
+        loop {
+            let left: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'mai-provision' \
+                     AND datname = current_database()",
+                    &[],
+                )
+                .expect("pg_stat_activity")
+                .get(0);
+            if left == 0 {
+                break;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(5),
+                "{context}: the job's session outlived it"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        self.assert_lock_is_free(context);
+    }
+
+    /// Nobody holds the advisory lock: this session gets it at once.
+    pub fn assert_lock_is_free(&self, context: &str) {
+        let mut client = self.client();
+        let got: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&LOCK_KEY])
+            .expect("try the lock")
+            .get(0);
+        assert!(got, "{context}: the advisory lock is still held");
+        client
+            .execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY])
+            .expect("unlock");
     }
 
     pub fn url(&self) -> String {

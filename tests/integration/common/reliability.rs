@@ -122,35 +122,7 @@ impl Sandbox {
             }
             return;
         };
-        let mut client = pg.client();
-        let started = Instant::now();
-        loop {
-            let left: i64 = client
-                .query_one(
-                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'mai-provision' \
-                     AND datname = current_database()",
-                    &[],
-                )
-                .expect("pg_stat_activity")
-                .get(0);
-            if left == 0 {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(5),
-                "{context}: the run's session outlived it"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let key: i64 = 0x6d61_692d_7072_6f76;
-        let got: bool = client
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
-            .expect("try the advisory lock")
-            .get(0);
-        assert!(got, "{context}: the advisory lock is still held");
-        client
-            .execute("SELECT pg_advisory_unlock($1)", &[&key])
-            .expect("unlock");
+        pg.assert_job_released(context);
     }
 }
 
