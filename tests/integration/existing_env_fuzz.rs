@@ -46,7 +46,6 @@ use std::process::{Command, Stdio};
 use crate::common::*;
 use mai_provision::envfile::{Document, FileError, ManagedKey, merge};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
 const DEFAULT_CASES: u32 = 1500;
 const DEFAULT_SEED: u64 = 0x656e_762d_6d72_6765; // "env-mrge"
@@ -402,29 +401,6 @@ fn judge(case: Case) -> Judged {
     }
 }
 
-fn env_number<T: std::str::FromStr>(var: &str, default: T) -> T {
-    match std::env::var(var) {
-        Ok(text) => text
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{var}={text:?} is not a number")),
-        Err(_) => default,
-    }
-}
-
-fn runner(cases: u32, seed: u64) -> TestRunner {
-    let config = Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    };
-    let mut bytes = [0u8; 32];
-    for (i, chunk) in bytes.chunks_mut(8).enumerate() {
-        chunk.copy_from_slice(&seed.rotate_left(16 * i as u32).to_le_bytes());
-    }
-    TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &bytes))
-}
-
 #[test]
 fn merges_read_back_right_or_are_refused_without_a_trace() {
     let cases = env_number("MAI_PROVISION_MERGE_FUZZ_CASES", DEFAULT_CASES);
@@ -435,7 +411,7 @@ fn merges_read_back_right_or_are_refused_without_a_trace() {
     // In-process, per case: the verdict, and the properties that need no
     // outside reader (shrunk by proptest on failure).
     let judged = RefCell::new(Vec::new());
-    let outcome = runner(cases, seed).run(&case(), |case| {
+    let outcome = seeded_runner(cases, seed).run(&case(), |case| {
         let verdict = judge(case);
         if let Some(message) = &verdict.refusal {
             prop_assert!(message.contains(", line "), "{}", message);

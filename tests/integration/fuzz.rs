@@ -25,7 +25,7 @@ use std::process::Command;
 use crate::common::*;
 use mai_provision::envfile::{Document, render_value};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
+use proptest::test_runner::TestCaseError;
 
 const DEFAULT_CASES: u32 = 2000;
 const DEFAULT_SEED: u64 = 0x6d61_692d_7072_6f76; // "mai-prov"
@@ -94,29 +94,6 @@ fn name() -> impl Strategy<Value = String> {
     ]
 }
 
-fn env_number<T: std::str::FromStr>(var: &str, default: T) -> T {
-    match std::env::var(var) {
-        Ok(text) => text
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{var}={text:?} is not a number")),
-        Err(_) => default,
-    }
-}
-
-fn runner(cases: u32, seed: u64) -> TestRunner {
-    let config = Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    };
-    let mut bytes = [0u8; 32];
-    for (i, chunk) in bytes.chunks_mut(8).enumerate() {
-        chunk.copy_from_slice(&seed.rotate_left(16 * i as u32).to_le_bytes());
-    }
-    TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &bytes))
-}
-
 /// The job's verdict on a name: the name it would use, or the message.
 fn classify(raw: &str) -> Result<String, String> {
     let vars: Vec<(OsString, OsString)> = vec![
@@ -146,7 +123,7 @@ fn names_round_trip_or_are_refused_without_a_trace() {
     // In-process, per case, shrunk by proptest on failure: the verdict is
     // about the name, an accepted name is the trimmed input, and it
     // renders to a line this project's parser reads back.
-    let outcome = runner(cases, seed).run(&name(), |raw| {
+    let outcome = seeded_runner(cases, seed).run(&name(), |raw| {
         match classify(&raw) {
             Ok(name) => {
                 prop_assert_eq!(&name, raw.trim(), "accepted, but not as the trimmed input");

@@ -938,3 +938,34 @@ pub fn output_within(cmd: &mut Command, limit: Duration) -> std::io::Result<Outp
         stderr: fs::read(err)?,
     })
 }
+
+// ------------------------------------------------------------ property tests
+// Shared by the fuzz suites: a case count and a seed from the environment,
+// and a runner that replays exactly for a given seed.
+
+/// `var` as a number, or `default` when unset.
+pub fn env_number<T: std::str::FromStr>(var: &str, default: T) -> T {
+    match std::env::var(var) {
+        Ok(text) => text
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{var}={text:?} is not a number")),
+        Err(_) => default,
+    }
+}
+
+/// A proptest runner for `cases` cases, seeded with `seed`, that keeps no
+/// failure files: a failure is replayed with the seed.
+pub fn seeded_runner(cases: u32, seed: u64) -> proptest::test_runner::TestRunner {
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+    let config = Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    };
+    let mut bytes = [0u8; 32];
+    for (i, chunk) in bytes.chunks_mut(8).enumerate() {
+        chunk.copy_from_slice(&seed.rotate_left(16 * i as u32).to_le_bytes());
+    }
+    TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &bytes))
+}
