@@ -523,6 +523,72 @@ fn a_foreign_key_that_fails_is_refused() {
     assert_clean(&run, "foreign key mismatch");
 }
 
+/// Virtual tables whose modules the job's SQLite leaves out (full-text
+/// search and R*Tree, `.cargo/config.toml`), made by Python's sqlite3, which
+/// has them. SQLite needs a module only when a statement touches its table:
+/// the job repairs the schema and provisions, its next run changes nothing,
+/// and the tables still read back in Python.
+#[test]
+fn virtual_tables_the_jobs_sqlite_leaves_out_do_not_stop_it() {
+    let sandbox = Sandbox::with_shape(Shape::Alembic);
+    sandbox.write_env(&existing_env());
+    let db = sandbox.db_path();
+    python_sqlite(
+        &db,
+        &[
+            "CREATE VIRTUAL TABLE chat_search USING fts5(title, body)",
+            "INSERT INTO chat_search VALUES ('greeting', 'hello world')",
+            "CREATE VIRTUAL TABLE regions USING rtree(id, min_x, max_x)",
+            "INSERT INTO regions VALUES (1, 0.0, 1.0)",
+        ],
+    );
+    let run = sandbox.run(&["--production"]);
+    run.expect(0)
+        .assert_mentions(&["column timezone added", "verified"]);
+    assert_eq!(
+        ours(&sandbox, "openrouter_api_key"),
+        Value::Text(KEY.into())
+    );
+    let applied = sandbox.snapshot();
+    sandbox.run(&["--production", "--check"]).expect(0);
+    sandbox.run(&["--production"]).expect(0);
+    applied.assert_same(&sandbox.snapshot(), "the run after provisioning");
+    assert_eq!(
+        python_sqlite(
+            &db,
+            &[
+                "SELECT body FROM chat_search WHERE chat_search MATCH 'hello'",
+                "SELECT count(*) FROM regions",
+                "PRAGMA integrity_check",
+            ],
+        ),
+        "hello world\n1\nok\n"
+    );
+}
+
+/// Runs `statements` on `db` with Python's sqlite3 (Debian's SQLite, with
+/// every module) and commits; returns the rows they give, a line each.
+fn python_sqlite(db: &std::path::Path, statements: &[&str]) -> String {
+    let script = "import sqlite3, sys\n\
+                  c = sqlite3.connect(sys.argv[1])\n\
+                  for statement in sys.argv[2:]:\n\
+                  \x20   for row in c.execute(statement):\n\
+                  \x20       print('|'.join(str(v) for v in row))\n\
+                  c.commit()\n";
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(db)
+        .args(statements)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "Python's sqlite3 failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 from Python")
+}
+
 /// The start-up fixture with `from` replaced by `to`; the edit must apply.
 fn startup_edited(from: &str, to: &str) -> String {
     assert!(
