@@ -22,7 +22,7 @@ use crate::secret::Secret;
 use crate::signals::{self, Interrupted};
 
 /// The session-level advisory lock every run takes on the database: the
-/// ASCII bytes of `mai-prov` as a bigint. Documented in the README; a
+/// ASCII bytes of `mai-prov` as a bigint. Documented in docs/postgresql.md; a
 /// session that dies (a killed pod included) frees it.
 pub const ADVISORY_LOCK_KEY: i64 = 0x6d61_692d_7072_6f76;
 
