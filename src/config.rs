@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::envfile;
+use crate::openrouter::url_host;
 use crate::secret::Secret;
 
 mod database;
@@ -691,7 +692,7 @@ fn host(raw: Option<String>) -> Result<String, ConfigError> {
             fix,
         ));
     };
-    if host_name(rest).is_empty() {
+    if url_host(rest).is_empty() {
         return Err(ConfigError::invalid(
             "OPENROUTER_HOST",
             "has no host name",
@@ -709,17 +710,6 @@ fn host(raw: Option<String>) -> Result<String, ConfigError> {
         ));
     }
     Ok(host)
-}
-
-/// The host of a URL's remainder after `scheme://`: without user info,
-/// port, path, query or fragment.
-fn host_name(rest: &str) -> &str {
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host_port = authority.rsplit('@').next().unwrap_or("");
-    match host_port.strip_prefix('[') {
-        Some(ipv6) => ipv6.split(']').next().unwrap_or(""),
-        None => host_port.split(':').next().unwrap_or(""),
-    }
 }
 
 /// RFC 3986's unreserved, reserved and percent characters.

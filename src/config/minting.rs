@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{ConfigError, SecretInput, file_path};
-use crate::openrouter::{LimitReset, is_loopback_host};
+use crate::openrouter::{LimitReset, is_loopback_host, url_host};
 use crate::secret::Secret;
 
 /// The key store's name in DATA_DIR.
@@ -235,7 +235,7 @@ fn check_host_for_management_key(host: &str, key_var: &str) -> Result<(), Config
     let Some((scheme, rest)) = host.split_once("://") else {
         return Ok(());
     };
-    let name = super::host_name(rest);
+    let name = url_host(rest);
     if scheme.eq_ignore_ascii_case("https") || is_loopback_host(name) {
         return Ok(());
     }

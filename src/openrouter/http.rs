@@ -467,11 +467,12 @@ fn may_have_been_sent(error: &ureq::Error) -> bool {
 /// `http://` to a loopback address: the tests' stand-in, never proxied.
 pub fn is_loopback_url(url: &str) -> bool {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    is_loopback_host(host_of(rest))
+    is_loopback_host(url_host(rest))
 }
 
-/// The host of a URL's remainder after `scheme://`.
-fn host_of(rest: &str) -> &str {
+/// The host of a URL's remainder after `scheme://`: without user info,
+/// port, path, query or fragment.
+pub fn url_host(rest: &str) -> &str {
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     let host_port = authority.rsplit('@').next().unwrap_or("");
     match host_port.strip_prefix('[') {

@@ -12,7 +12,7 @@ mod store;
 #[cfg(test)]
 pub(crate) use api::CreatedKey;
 pub(crate) use api::{ApiError, KeyApi, KeyInfo, KeyPatch, LimitReset, NewKey, list_all};
-pub(crate) use http::{ClientSettings, HttpKeyApi, is_loopback_host};
+pub(crate) use http::{ClientSettings, HttpKeyApi, is_loopback_host, url_host};
 pub(crate) use store::{
     CurrentKey, PendingRotation, PreviousKey, StoreError, StoredKeys, read as read_store,
     write as write_store,
