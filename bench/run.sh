@@ -18,6 +18,11 @@ CACHE="$ROOT/target/bench"
 mkdir -p "$CACHE"
 
 section() { printf '\n=== %s ===\n' "$*" >&2; }
+# A loopback port nothing listens on, for the PostgreSQL server and the
+# OpenRouter stand-in.
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# The PostgreSQL server and its tools run as the postgres user.
+as_pg() { setpriv --reuid=postgres --regid=postgres --init-groups -- "$@"; }
 
 install_tools() {
     local missing=()
@@ -158,12 +163,11 @@ if [ -n "$PG_BIN" ] && [ "$(id -u)" = 0 ]; then
     # The server runs as postgres, which must reach its folder.
     chmod 0755 "$WORK"
     mkdir -p "$pg_dir" && chown postgres:postgres "$pg_dir"
-    as_pg() { setpriv --reuid=postgres --regid=postgres --init-groups -- "$@"; }
     as_pg "$PG_BIN/initdb" -D "$pg_dir/data" -U postgres -A trust --no-sync >/dev/null
-    pg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    pg_port=$(free_port)
     as_pg "$PG_BIN/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -w \
         -o "-p $pg_port -k $pg_dir -c listen_addresses=127.0.0.1" start >/dev/null
-    PG_STOP="setpriv --reuid=postgres --regid=postgres --init-groups -- $PG_BIN/pg_ctl -D $pg_dir/data -m fast stop"
+    PG_STOP="as_pg $PG_BIN/pg_ctl -D $pg_dir/data -m fast stop"
     export PGHOST=127.0.0.1 PGPORT=$pg_port PGUSER=postgres PGSSLMODE=disable
     psql -q -X -d postgres -c "CREATE DATABASE bench" >/dev/null
     # The migration's shape with the column the job adds on its first run:
@@ -199,7 +203,7 @@ else
 fi
 MANAGEMENT_KEY=sk-or-v1-benchmgmt0000aaaa1111bbbb2222cccc3333dddd4444eeee5555ffff
 printf '%s\n' "$MANAGEMENT_KEY" > "$WORK/management-key"
-PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 "$STANDIN" "$PORT" "$WORK/management-key" > "$WORK/openrouter.log" 2>&1 &
 STANDIN_PID=$!
 for _ in $(seq 100); do
