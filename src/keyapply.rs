@@ -195,7 +195,7 @@ fn reconcile(
                 patch.fields().join(", "),
                 key.hash
             );
-            tracing::warn!("{warning}");
+            // Logged with the plan's warnings (lib.rs), like every other.
             warnings.push(warning);
             Ok(KeyDone::Offline {
                 reason: e.to_string(),
@@ -240,7 +240,6 @@ fn mint_key(
             "the key rotation did not finish ({error}); carrying on with the key {} until a later run finishes it",
             old.hash
         );
-        tracing::warn!("{warning}");
         warnings.push(warning);
         Ok(KeyOutcome {
             api_key: known(old),

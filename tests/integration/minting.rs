@@ -336,6 +336,43 @@ fn openrouter_down_with_a_key_exits_0_and_without_one_75() {
     before.assert_same(&fresh.snapshot(), "no key, nothing written");
 }
 
+/// A limit that cannot be set for an outage (500 until the deadline): the
+/// run carries on with the key as it is, exit 0, and says so once, in its
+/// log and in the JSON report.
+#[test]
+fn a_patch_lost_to_an_outage_warns_once_and_carries_on() {
+    let standin = StandIn::start(MANAGEMENT_KEY);
+    let sandbox = deployment_with_key(&standin);
+    let key = assert_one_key_everywhere(&sandbox, &standin);
+    standin.fail(Fault::status(Some("PATCH"), 1_000, 500));
+    let run = sandbox.mint(
+        &standin,
+        &["--production", "--output", "json"],
+        &[("SPENDING_LIMIT", "2500"), ("OPENROUTER_TIMEOUT", "2")],
+    );
+    run.expect(0);
+    let warning = "could not set limit of the OpenRouter key";
+    assert_eq!(
+        run.stderr.matches(warning).count(),
+        1,
+        "the warning once in the log:\n{}",
+        run.stderr
+    );
+    let report = json_of(&run);
+    assert_eq!(report["openrouter_key"]["action"], "offline");
+    let warnings = report["warnings"].as_array().unwrap();
+    assert_eq!(
+        warnings
+            .iter()
+            .filter(|w| w.as_str().unwrap().contains(warning))
+            .count(),
+        1,
+        "{warnings:?}"
+    );
+    let now = assert_one_key_everywhere(&sandbox, &standin);
+    assert_eq!((now.hash, now.limit), (key.hash, key.limit));
+}
+
 #[test]
 fn a_refused_management_key_exits_77_naming_its_variable_with_nothing_written() {
     let standin = StandIn::start("sk-or-v1-SOMEOTHERMANAGEMENTKEY0000000000");
