@@ -540,8 +540,9 @@ fn io_reason(e: &std::io::Error) -> String {
 }
 
 /// HTTPS_PROXY with a NO_PROXY read the way curl reads it: entries
-/// trimmed, `example.com` covering its subdomains too, `*` for everything;
-/// loopback is never proxied.
+/// trimmed, `example.com` covering its subdomains too, `*` for everything.
+/// (Loopback is never proxied: `new` sets no proxy for a loopback base, the
+/// only host the agent ever calls.)
 fn proxy(
     https_proxy: Option<&str>,
     no_proxy: Option<&str>,
@@ -565,9 +566,6 @@ fn proxy(
     }
     if let Some(password) = parsed.password() {
         builder = builder.password(password);
-    }
-    for host in ["localhost", "127.0.0.1", "::1", "[::1]"] {
-        builder = builder.no_proxy(host);
     }
     for entry in no_proxy.unwrap_or("").split(',').map(str::trim) {
         match entry {
