@@ -215,8 +215,9 @@ impl ConfigError {
     }
 }
 
-/// The variables as strings, before any rule is applied. envy fills it.
-#[derive(Debug, Default, Deserialize)]
+/// The variables as strings, before any rule is applied. envy fills it. No
+/// `Debug`: it holds the keys and passwords in the clear.
+#[derive(Default, Deserialize)]
 struct RawEnv {
     organization_name: Option<String>,
     openrouter_api_key: Option<String>,

@@ -23,8 +23,9 @@ const DEFAULT_PORT: u16 = 5432;
 /// (and so its psycopg2) comes from: used for a URL without a host.
 const DEFAULT_SOCKET_DIR: &str = "/var/run/postgresql";
 
-/// The variables that locate the database, as read.
-#[derive(Debug, Default)]
+/// The variables that locate the database, as read. No `Debug`: it holds
+/// the password in the clear.
+#[derive(Default)]
 pub(super) struct Inputs {
     pub url: Option<String>,
     pub url_file: Option<String>,
@@ -237,11 +238,9 @@ fn parse_postgres(var: &'static str, url: &str) -> Result<PgTarget, ConfigError>
     if rest.contains('#') {
         return Err(invalid("holds a `#`, which ends a URL".to_owned()));
     }
-    let (before_query, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let (authority, dbname) = before_query.split_once('/').unwrap_or((before_query, ""));
-    // The password may hold anything but `@` (SQLAlchemy's rule): the
-    // last `@` ends the credential.
-    let (credential, host_port) = authority.rsplit_once('@').unwrap_or(("", authority));
+    let (credential, after) = split_credential(rest);
+    let (before_query, query) = after.split_once('?').unwrap_or((after, ""));
+    let (host_port, dbname) = before_query.split_once('/').unwrap_or((before_query, ""));
     let (user, password) = match credential.split_once(':') {
         Some((user, password)) => (user, Some(password)),
         None => (credential, None),
@@ -326,6 +325,26 @@ fn parse_postgres(var: &'static str, url: &str) -> Result<PgTarget, ConfigError>
     })
 }
 
+/// The credential at the start of `rest` (the URL after `scheme://`) and
+/// what follows it, split as SQLAlchemy's URL pattern splits them: a user
+/// name up to the first `:` or `/`, then a password that runs to the last
+/// `@`. The credential comes off first, so that a password holding `/`,
+/// `?` or `:` is never read as the host, port, database or a parameter
+/// (which the messages quote).
+fn split_credential(rest: &str) -> (&str, &str) {
+    let user_end = rest.find([':', '/']).unwrap_or(rest.len());
+    let at = if rest[user_end..].starts_with(':') {
+        rest.rfind('@').filter(|at| *at > user_end)
+    } else {
+        None
+    }
+    .or_else(|| rest[..user_end].rfind('@'));
+    match at {
+        Some(at) => (&rest[..at], &rest[at + 1..]),
+        None => ("", rest),
+    }
+}
+
 /// `host`, `host:port`, `[v6]`, `[v6]:port`; either may be empty.
 fn split_host_port(text: &str) -> Result<(String, Option<String>), String> {
     if let Some(v6) = text.strip_prefix('[') {
@@ -400,6 +419,28 @@ mod tests {
         assert_eq!(t.password.unwrap().expose(), "p@ss:w");
         assert_eq!(t.ssl_mode, SslMode::VerifyFull);
         assert_eq!(t.ssl_root_cert, Some(PathBuf::from("/ca.pem")));
+    }
+
+    #[test]
+    fn a_password_may_hold_slash_question_mark_colon_and_at() {
+        for (url, password) in [
+            ("postgresql://mai:hunter/2@db:5432/webui", "hunter/2"),
+            (
+                "postgresql://mai:s3cr?et:part@db:5432/webui",
+                "s3cr?et:part",
+            ),
+            ("postgresql://mai:a@b@db:5432/webui", "a@b"),
+        ] {
+            let t = pg(url);
+            assert_eq!(t.password.unwrap().expose(), password, "{url}");
+            assert_eq!(t.host, PgHost::Tcp("db".into()), "{url}");
+            assert_eq!((t.port, t.dbname.as_str()), (5432, "webui"), "{url}");
+        }
+        // No password: the user ends at its `@`, and an `@` after the
+        // host belongs to where it stands.
+        let t = pg("postgresql://mai@db/webui?sslrootcert=/certs/a@b.pem");
+        assert_eq!((t.user.as_str(), t.dbname.as_str()), ("mai", "webui"));
+        assert_eq!(t.ssl_root_cert, Some(PathBuf::from("/certs/a@b.pem")));
     }
 
     #[test]
@@ -495,6 +536,16 @@ mod tests {
                 "parameter `sslcert`",
             ),
             ("postgresql://u:hunter2%zz@h/d", "password that is not"),
+            // A password with `/`, `?` or `:` is still the password, not
+            // the port, the database or a parameter that a message quotes.
+            (
+                "postgresql://u:hunter2/x@h:y/d",
+                "has the port `y`, not a number",
+            ),
+            (
+                "postgresql://u:x?hunter2@h/d?sslcert=/c.pem",
+                "parameter `sslcert`",
+            ),
         ] {
             let text = refused(Inputs {
                 url: Some(url.into()),
