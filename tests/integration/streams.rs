@@ -69,7 +69,6 @@ fn unwritable_output_never_changes_the_exit_code() {
     let modes: [&[&str]; 3] = [&[], &["--init-database"], &["--production"]];
     let plans: [&[&str]; 3] = [&[], &["--dry-run"], &["--check"]];
     let formats: [&[&str]; 2] = [&[], &["--output", "json"]];
-    let mut cases = 0;
     for mode in modes {
         for plan in plans {
             for format in formats {
@@ -109,13 +108,11 @@ fn unwritable_output_never_changes_the_exit_code() {
                             twin.env_text(),
                             "{context}: the .env differs from the twin's"
                         );
-                        cases += 1;
                     }
                 }
             }
         }
     }
-    assert_eq!(cases, 72);
 }
 
 /// A usage error and `--version`, which end before the job runs, keep
