@@ -210,9 +210,11 @@ fn thirty_two_env_runs_with_their_own_env_files_share_one_key_store() {
         .filter(|r| r.stderr.contains("stored a new WEBUI_SECRET_KEY"))
         .count();
     assert_eq!(generated, 1, "exactly one run generates the key");
-    for i in 0..REPLICAS {
-        let env = sandbox.path().join(format!("shared/{i}.env"));
-        assert_eq!(python_dotenv(&env)["WEBUI_SECRET_KEY"], stored, "{i}.env");
+    let envs: Vec<_> = (0..REPLICAS)
+        .map(|i| sandbox.path().join(format!("shared/{i}.env")))
+        .collect();
+    for (i, values) in python_dotenv_all(&envs).iter().enumerate() {
+        assert_eq!(values["WEBUI_SECRET_KEY"], stored, "{i}.env");
     }
     assert!(sandbox.temp_files().is_empty(), "temp files left");
 }

@@ -5,7 +5,7 @@
 //! here. The cases both databases share run on both in the other suites.
 
 use std::process::Command;
-use std::sync::{Arc, Barrier, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::common::postgres::{self as pg, LOCK_KEY, Server};
@@ -41,25 +41,15 @@ fn thirty_two_pods_on_one_database_converge_on_one_row() {
             pod
         })
         .collect();
-    let barrier = Arc::new(Barrier::new(PODS));
-    let runs: Vec<Run> = std::thread::scope(|scope| {
-        let threads: Vec<_> = pods
-            .iter()
+    let runs = run_together(
+        pods.iter()
             .map(|pod| {
-                let barrier = barrier.clone();
                 let mut cmd = pod.command();
                 cmd.args(["--production"]).env("LOG_LEVEL", "debug");
-                scope.spawn(move || {
-                    barrier.wait();
-                    Run::from(cmd.output().expect("run binary"))
-                })
+                cmd
             })
-            .collect();
-        threads
-            .into_iter()
-            .map(|t| t.join().expect("pod"))
-            .collect()
-    });
+            .collect(),
+    );
     let waited = runs
         .iter()
         .filter(|r| {
@@ -85,11 +75,9 @@ fn thirty_two_pods_on_one_database_converge_on_one_row() {
         (rows[0].id.as_str(), rows[0].api_key.as_str()),
         (ACME_ID, KEY)
     );
-    for pod in &pods {
-        assert_eq!(
-            python_dotenv(&pod.env_path())["OPENROUTER_EXTERNAL_USER"],
-            ACME_ID
-        );
+    let envs: Vec<_> = pods.iter().map(Sandbox::env_path).collect();
+    for values in python_dotenv_all(&envs) {
+        assert_eq!(values["OPENROUTER_EXTERNAL_USER"], ACME_ID);
     }
 }
 

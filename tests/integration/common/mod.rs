@@ -736,6 +736,20 @@ pub fn python_batch<T: serde::de::DeserializeOwned>(script: &str, texts: &[&str]
     answers
 }
 
+/// What python-dotenv reads from each of `paths`, in one Python process.
+pub fn python_dotenv_all(paths: &[PathBuf]) -> Vec<BTreeMap<String, String>> {
+    let texts: Vec<String> = paths
+        .iter()
+        .map(|path| fs::read_to_string(path).expect("read the .env"))
+        .collect();
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+    python_batch(
+        "import json,sys\nfrom dotenv import dotenv_values\n\
+         print(json.dumps([dotenv_values(p) for p in json.load(open(sys.argv[1]))]))",
+        &texts,
+    )
+}
+
 /// Say loudly that a check did not run, and why. Straight to the process's
 /// stderr: the test harness swallows `eprintln!` of a passing test, and a
 /// skip must be seen.
