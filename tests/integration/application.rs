@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 use rusqlite::types::Value;
-use serde_json::Value as Json;
 
 /// The application's ORM model of `client_organizations`, in its order.
 const ORM_COLUMNS: [&str; 11] = [
@@ -78,10 +77,6 @@ fn assert_application_finds_the_row(sandbox: &Sandbox, context: &str) {
     );
 }
 
-fn json(run: &Run) -> Json {
-    serde_json::from_str(run.stdout.trim()).expect("stdout is one JSON object")
-}
-
 #[test]
 fn the_applications_lookup_finds_the_row_after_every_database_mode() {
     for shape in SHAPES {
@@ -112,7 +107,9 @@ fn the_migration_shape_is_repaired_once_and_then_left_alone() {
     check
         .expect(1)
         .assert_mentions(&["add the column timezone"]);
-    let planned = json(&sandbox.run(&["--production", "--dry-run", "--output", "json"]));
+    let planned = sandbox
+        .run(&["--production", "--dry-run", "--output", "json"])
+        .json();
     assert_eq!(
         planned["database"]["repaired_columns"],
         serde_json::json!(["timezone"])
@@ -120,7 +117,7 @@ fn the_migration_shape_is_repaired_once_and_then_left_alone() {
 
     let run = sandbox.run(&["--production", "--output", "json"]);
     run.expect(0);
-    let report = json(&run);
+    let report = run.json();
     assert_eq!(
         report["database"]["repaired_columns"],
         serde_json::json!(["timezone"])
@@ -137,9 +134,9 @@ fn the_migration_shape_is_repaired_once_and_then_left_alone() {
     std::thread::sleep(Duration::from_millis(20));
     let again = sandbox.run(&["--production", "--output", "json"]);
     again.expect(0);
-    assert_eq!(json(&again)["status"], "unchanged");
+    assert_eq!(again.json()["status"], "unchanged");
     assert_eq!(
-        json(&again)["database"]["repaired_columns"],
+        again.json()["database"]["repaired_columns"],
         serde_json::json!([])
     );
     before.assert_same(&sandbox.snapshot(), "the run after the repair");
@@ -153,7 +150,7 @@ fn a_repair_that_is_the_only_change_is_applied_and_verified() {
     sandbox.sql("ALTER TABLE client_organizations DROP COLUMN timezone");
     let run = sandbox.run(&["--production", "--output", "json"]);
     run.expect(0);
-    let report = json(&run);
+    let report = run.json();
     assert_eq!(report["status"], "applied");
     assert_eq!(report["database"]["action"], "unchanged");
     assert_eq!(
@@ -234,7 +231,7 @@ fn an_inactive_row_stays_inactive_and_every_run_says_no_usage_is_recorded() {
             let run = sandbox.run(&["--production", "--output", "json"]);
             run.expect(0)
                 .assert_mentions(&["records NO usage", "ORGANIZATION_ACTIVE=true"]);
-            let report = json(&run);
+            let report = run.json();
             assert_eq!(report["database"]["active"], false, "{context}");
             assert_eq!(report["status"], "unchanged", "{context}");
             assert!(
@@ -411,7 +408,7 @@ fn a_skipped_database_is_never_verified() {
     let sandbox = Sandbox::new();
     let run = sandbox.run(&["--production", "--output", "json"]);
     run.expect(0);
-    let report = json(&run);
+    let report = run.json();
     assert_eq!(report["database"]["action"], "skipped");
     assert_eq!(report["verified"], false);
     assert!(!run.stderr.contains("verified"), "{}", run.stderr);

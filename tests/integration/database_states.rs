@@ -14,17 +14,9 @@ fn refused(sandbox: &Sandbox, code: i32, vars: &[(&str, &str)], mentions: &[&str
     refused_by(sandbox, cmd, "a refused run", code, mentions)
 }
 
-/// Every backend with both shapes.
-fn both(check: &str) -> Vec<(Backend, Shape)> {
-    backends(check)
-        .into_iter()
-        .flat_map(|b| SHAPES.map(|s| (b, s)))
-        .collect()
-}
-
 #[test]
 fn a_missing_usage_table_is_named() {
-    for (backend, shape) in both("missing table") {
+    for (backend, shape) in backends_and_shapes("missing table") {
         let sandbox = Sandbox::with_shape_on(backend, shape);
         sandbox.sql("DROP TABLE client_model_daily_usage;");
         sandbox.write_env("KEEP=1\n");
@@ -64,7 +56,7 @@ fn a_database_of_other_tables_only_is_refused() {
 
 #[test]
 fn a_renamed_column_is_named() {
-    for (backend, shape) in both("renamed column") {
+    for (backend, shape) in backends_and_shapes("renamed column") {
         let sandbox = Sandbox::with_shape_on(backend, shape);
         sandbox.sql("ALTER TABLE client_organizations RENAME COLUMN markup_rate TO markup;");
         refused(&sandbox, 65, &[], &["client_organizations", "markup_rate"]);
@@ -85,7 +77,7 @@ fn a_text_timestamp_column_is_refused() {
 
 #[test]
 fn a_key_held_by_another_organization_names_it() {
-    for (backend, shape) in both("key conflict") {
+    for (backend, shape) in backends_and_shapes("key conflict") {
         let sandbox = Sandbox::with_shape_on(backend, shape);
         sandbox.sql(&format!(
             "INSERT INTO client_organizations (id, name, openrouter_api_key, is_active, created_at, updated_at) \

@@ -12,10 +12,6 @@ use crate::common::*;
 /// Variables a run adds to the sandbox's.
 type Vars<'a> = &'a [(&'a str, &'a str)];
 
-fn json_of(run: &Run) -> serde_json::Value {
-    serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {}", run.stdout))
-}
-
 /// A deployment whose application has migrated: the row is written too.
 fn deployment_with_key(standin: &StandIn) -> Sandbox {
     let sandbox = Sandbox::with_shape(Shape::Startup);
@@ -39,7 +35,7 @@ fn ten_runs_leave_one_key_and_the_no_op_run_makes_one_request() {
         (key.limit, key.limit_reset.as_deref()),
         (Some(1000.0), None)
     );
-    let report = json_of(&first);
+    let report = first.json();
     assert_eq!(report["openrouter_key"]["action"], "minted");
     assert_eq!(report["openrouter_key"]["reason"], "no_key");
     assert_eq!(report["openrouter_key"]["hash"], key.hash.as_str());
@@ -78,7 +74,7 @@ fn ten_runs_leave_one_key_and_the_no_op_run_makes_one_request() {
             [format!("GET /api/v1/keys/{}", key.hash)],
             "run {run_number}"
         );
-        let report = json_of(&run);
+        let report = run.json();
         assert_eq!(report["status"], "unchanged", "run {run_number}");
         assert_eq!(report["openrouter_key"]["action"], "reused");
         assert_eq!(report["openrouter_key"]["requests"], 1);
@@ -219,7 +215,7 @@ fn a_changed_limit_or_reset_is_one_patch_and_no_new_key() {
             ],
             "{vars:?}"
         );
-        let report = json_of(&run);
+        let report = run.json();
         assert_eq!(report["openrouter_key"]["action"], "reconciled");
         assert_eq!(
             report["openrouter_key"]["changed"]
@@ -255,7 +251,7 @@ fn a_key_deleted_or_disabled_on_openrouter_is_replaced_with_a_warning() {
         "key {} was deleted on OpenRouter: minting a new one",
         first.hash
     )]);
-    assert_eq!(json_of(&run)["openrouter_key"]["reason"], "deleted");
+    assert_eq!(run.json()["openrouter_key"]["reason"], "deleted");
     let second = assert_one_key_everywhere(&sandbox, &standin);
     assert_ne!(second.hash, first.hash);
 
@@ -263,7 +259,7 @@ fn a_key_deleted_or_disabled_on_openrouter_is_replaced_with_a_warning() {
     let run = sandbox.mint(&standin, &["--production", "--output", "json"], &[]);
     run.expect(0)
         .assert_mentions(&[&format!("key {} is disabled on OpenRouter", second.hash)]);
-    assert_eq!(json_of(&run)["openrouter_key"]["reason"], "disabled");
+    assert_eq!(run.json()["openrouter_key"]["reason"], "disabled");
     let third = assert_one_key_everywhere(&sandbox, &standin);
     assert_ne!(third.hash, second.hash);
     assert_eq!(
@@ -316,7 +312,7 @@ fn openrouter_down_with_a_key_exits_0_and_without_one_75() {
         "{:?}",
         started.elapsed()
     );
-    let report = json_of(&run);
+    let report = run.json();
     assert_eq!(report["openrouter_key"]["action"], "offline");
     assert_eq!(report["openrouter_key"]["hash"], key.hash.as_str());
     before.assert_same(&sandbox.snapshot(), "an outage changes nothing");
@@ -358,7 +354,7 @@ fn a_patch_lost_to_an_outage_warns_once_and_carries_on() {
         "the warning once in the log:\n{}",
         run.stderr
     );
-    let report = json_of(&run);
+    let report = run.json();
     assert_eq!(report["openrouter_key"]["action"], "offline");
     let warnings = report["warnings"].as_array().unwrap();
     assert_eq!(
@@ -399,7 +395,7 @@ fn a_refused_management_key_exits_77_naming_its_variable_with_nothing_written() 
             "https://openrouter.ai/settings/management-keys",
             "Nothing was changed",
         ]);
-        assert_eq!(json_of(&run)["exit_code"], 77);
+        assert_eq!(run.json()["exit_code"], 77);
         assert_hides_keys(&run, &sandbox, &standin);
         before.check(&sandbox, &format!("{status}"));
         assert!(!sandbox.key_store().exists());
@@ -690,7 +686,7 @@ fn a_rotation_runs_once_per_token_and_the_old_key_goes_once_the_application_move
     let run = sandbox.mint(&standin, &["--production", "--output", "json"], &rotate);
     run.expect(0)
         .assert_mentions(&["OpenRouter key rotated", "previous key", "still live"]);
-    let report = json_of(&run);
+    let report = run.json();
     assert_eq!(report["openrouter_key"]["action"], "rotated");
     assert_eq!(report["openrouter_key"]["previous"]["status"], "waiting");
     let new = assert_one_key_everywhere_but(&sandbox, &standin, &old);
@@ -737,7 +733,7 @@ fn a_rotation_runs_once_per_token_and_the_old_key_goes_once_the_application_move
     run.expect(0)
         .assert_mentions(&[&format!("deleted the previous OpenRouter key {}", old.hash)]);
     assert_eq!(
-        json_of(&run)["openrouter_key"]["previous"]["status"],
+        run.json()["openrouter_key"]["previous"]["status"],
         "deleted"
     );
     assert_hides_keys(&run, &sandbox, &standin);

@@ -7,7 +7,7 @@ use rusqlite::types::Value;
 
 #[test]
 fn env_mode_writes_only_the_env() {
-    for (backend, shape) in cases("env mode") {
+    for (backend, shape) in backends_and_shapes("env mode") {
         let sandbox = Sandbox::with_shape_on(backend, shape);
         let db_state = sandbox.db_state();
         sandbox.run(&[]).expect(0);
@@ -44,7 +44,7 @@ fn provision_mode_env_variable_selects_the_mode_and_a_flag_wins() {
 
 #[test]
 fn database_and_production_modes_insert_the_row_on_both_shapes() {
-    for (backend, shape) in cases("modes insert") {
+    for (backend, shape) in backends_and_shapes("modes insert") {
         for flag in ["--init-database", "--production"] {
             let sandbox = Sandbox::with_shape_on(backend, shape);
             let run = sandbox.run(&[flag]);
@@ -73,7 +73,7 @@ fn database_and_production_modes_insert_the_row_on_both_shapes() {
 
 #[test]
 fn every_column_the_application_reads_is_written_or_added() {
-    for (backend, shape) in cases("ORM columns") {
+    for (backend, shape) in backends_and_shapes("ORM columns") {
         let sandbox = Sandbox::with_shape_on(backend, shape);
         sandbox.run(&["--production"]).expect(0);
         let cells = sandbox.cells("SELECT openrouter_key_hash, timezone FROM client_organizations");
@@ -87,17 +87,9 @@ fn every_column_the_application_reads_is_written_or_added() {
     }
 }
 
-/// Every backend with every shape it has in the field.
-fn cases(check: &str) -> Vec<(Backend, Shape)> {
-    backends(check)
-        .into_iter()
-        .flat_map(|b| SHAPES.map(|s| (b, s)))
-        .collect()
-}
-
 #[test]
 fn a_second_run_writes_nothing() {
-    for (backend, shape) in cases("idempotency") {
+    for (backend, shape) in backends_and_shapes("idempotency") {
         for flag in ["--init-database", "--production"] {
             let context = format!("{backend:?} {shape:?} {flag} second run");
             let sandbox = Sandbox::with_shape_on(backend, shape);
@@ -125,7 +117,7 @@ fn a_second_run_writes_nothing() {
 
 #[test]
 fn an_existing_row_is_updated_and_keeps_created_at() {
-    for (backend, shape) in cases("update") {
+    for (backend, shape) in backends_and_shapes("update") {
         let sandbox = Sandbox::with_shape_on(backend, shape);
         sandbox.sql(&format!(
             "INSERT INTO client_organizations (id, name, openrouter_api_key, markup_rate, is_active, created_at, updated_at) \
@@ -237,7 +229,7 @@ fn require_database_turns_a_first_boot_into_exit_66() {
 
 #[test]
 fn check_and_dry_run_change_nothing_and_report_the_difference() {
-    for (backend, shape) in cases("--check and --dry-run") {
+    for (backend, shape) in backends_and_shapes("--check and --dry-run") {
         let context = format!("{backend:?} {shape:?}");
         let sandbox = Sandbox::with_shape_on(backend, shape);
         let before = Untouched::record(&sandbox);

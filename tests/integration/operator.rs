@@ -95,7 +95,7 @@ fn json_output_is_one_object_with_the_documented_fields() {
     ));
     let run = sandbox.run(&["--production", "--output", "json"]);
     run.expect(0);
-    let report: Json = serde_json::from_str(run.stdout.trim()).expect("stdout is one JSON object");
+    let report = run.json();
     assert_eq!(report["status"], "applied");
     assert_eq!(report["exit_code"], 0);
     assert_eq!(report["id"], ACME_ID);
@@ -123,7 +123,7 @@ fn json_output_is_one_object_with_the_documented_fields() {
     );
 
     let again = sandbox.run(&["--production", "--output", "json"]);
-    let report: Json = serde_json::from_str(again.stdout.trim()).unwrap();
+    let report = again.json();
     assert_eq!(report["status"], "unchanged");
     assert_eq!(report["database"]["action"], "unchanged");
 }
@@ -135,7 +135,7 @@ fn json_output_reports_errors_too() {
     cmd.args(["--production", "--output", "json"])
         .env("MARKUP_RATE", "1,3");
     let run = refused_by(&sandbox, cmd, "json", 78, &["MARKUP_RATE"]);
-    let report: Json = serde_json::from_str(run.stdout.trim()).expect("one JSON report on stdout");
+    let report = run.json();
     assert_eq!(report["status"], "error");
     assert_eq!(report["exit_code"], 78);
     let error = report["error"].as_str().unwrap();

@@ -125,7 +125,7 @@ fn a_rename_failing_after_the_commit_names_the_split_and_the_next_run_converges(
             not_done,
             "run again",
         ]);
-        let report: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+        let report = run.json();
         assert_eq!(report["status"], "error", "{context}");
         assert!(
             report["partly_applied"]["done"]

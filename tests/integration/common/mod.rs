@@ -70,6 +70,14 @@ pub fn backends(check: &str) -> Vec<Backend> {
     all
 }
 
+/// Every backend (as `backends`) with both shapes.
+pub fn backends_and_shapes(check: &str) -> Vec<(Backend, Shape)> {
+    backends(check)
+        .into_iter()
+        .flat_map(|b| SHAPES.map(|s| (b, s)))
+        .collect()
+}
+
 /// A deployment in a temporary folder: `data/` is the volume with
 /// `webui.db`, `shared/.env` is the file handed to the application. On
 /// PostgreSQL the database is a database of its own on the test server,
@@ -543,6 +551,12 @@ impl Run {
 
     /// Assert that `text` appears nowhere in the output.
     #[track_caller]
+    /// The JSON report on stdout (`--output json`).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(self.stdout.trim())
+            .unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}):\n{}", self.stdout))
+    }
+
     pub fn assert_absent(&self, text: &str) -> &Self {
         assert!(
             !self.output().contains(text),
