@@ -491,13 +491,9 @@ fn the_sidecar_needs_a_database_mode_and_cannot_only_plan() {
         .run(&["--production", "--sidecar", "--check"])
         .expect(64);
     // A signal while it provisions is still an interruption.
-    let marker = sandbox.marker();
     let mut cmd = sandbox.command();
-    cmd.args(["--production", "--sidecar"])
-        .env("MAI_PROVISION_TEST_PAUSE", "locked")
-        .env("MAI_PROVISION_TEST_PAUSE_FILE", &marker);
-    let mut live = spawn(cmd);
-    live.wait_for_marker(&marker);
+    cmd.args(["--production", "--sidecar"]);
+    let live = spawn_paused(&sandbox, cmd, "locked");
     live.signal("TERM");
     assert_eq!(live.wait(Duration::from_secs(5)).run.code, 143);
 }

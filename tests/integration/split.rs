@@ -217,18 +217,12 @@ fn an_owner_that_cannot_be_kept_is_refused_before_anything_is_written() {
         std::os::unix::fs::PermissionsExt::from_mode(0o644),
     )
     .unwrap();
-    let mut as_job = Command::new("setpriv");
-    as_job
-        .args(["--reuid=65532", "--regid=65532", "--clear-groups", "--"])
-        .arg(cmd.get_program())
-        .args(cmd.get_args())
-        .env_clear()
-        .current_dir(sandbox.path());
-    for (name, value) in cmd.get_envs() {
-        if let Some(value) = value {
-            as_job.env(name, value);
-        }
-    }
+    let mut as_job = wrap(
+        &cmd,
+        "setpriv",
+        &["--reuid=65532", "--regid=65532", "--clear-groups", "--"],
+    );
+    as_job.current_dir(sandbox.path());
     refused_by(
         &sandbox,
         as_job,

@@ -369,7 +369,7 @@ pub fn as_pid_1(cmd: &Command, check: &str) -> Option<Command> {
 
 /// `program args… <cmd's program> <cmd's args…>` with `cmd`'s environment
 /// and directory.
-fn wrap(cmd: &Command, program: &str, args: &[&str]) -> Command {
+pub fn wrap(cmd: &Command, program: &str, args: &[&str]) -> Command {
     let mut wrapped = Command::new(program);
     wrapped
         .args(args)
