@@ -619,49 +619,6 @@ fn database_on_a_read_only_file_system_is_refused() {
     run.assert_absent("chmod");
 }
 
-/// Another process holding SQLite's lock, until dropped. It must be a
-/// process of its own: SQLite's locks are POSIX record locks, which this
-/// process would drop the moment it reads the file for a snapshot.
-struct LockHolder {
-    child: std::process::Child,
-}
-
-impl LockHolder {
-    fn hold(db: &Path, journal_mode: &str) -> Self {
-        let script = "import sqlite3, sys\n\
-            c = sqlite3.connect(sys.argv[1], isolation_level=None)\n\
-            c.execute('PRAGMA journal_mode = ' + sys.argv[2])\n\
-            c.execute('BEGIN EXCLUSIVE')\n\
-            c.execute('UPDATE client_organizations SET name = name')\n\
-            print('locked', flush=True)\n\
-            sys.stdin.read()\n\
-            c.execute('ROLLBACK')\n";
-        let mut child = Command::new("python3")
-            .args(["-c", script])
-            .arg(db)
-            .arg(journal_mode)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("python3");
-        let mut line = String::new();
-        let stdout = child.stdout.as_mut().expect("stdout");
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
-            .expect("read from the lock holder");
-        assert_eq!(line.trim(), "locked", "the lock holder failed");
-        Self { child }
-    }
-}
-
-impl Drop for LockHolder {
-    fn drop(&mut self) {
-        drop(self.child.stdin.take());
-        if !matches!(self.child.wait(), Ok(s) if s.success()) {
-            let _ = self.child.kill();
-        }
-    }
-}
-
 /// Another process holds the database's lock for longer than LOCK_TIMEOUT:
 /// the job waits that long, then gives up with the retryable code. In
 /// rollback-journal mode the lock stops even the first read; in WAL mode
@@ -670,7 +627,7 @@ impl Drop for LockHolder {
 fn database_locked_past_the_timeout_exits_75() {
     for journal in ["DELETE", "WAL"] {
         let sandbox = deployment();
-        let holder = LockHolder::hold(&sandbox.db_path(), journal);
+        let holder = DbLockHolder::start(&sandbox.db_path(), journal, &[("EXCLUSIVE", 600.0)]);
         let mut cmd = sandbox.command();
         cmd.arg("--production").env("LOCK_TIMEOUT", "1");
         let case = format!("locked, journal mode {journal}");

@@ -4,8 +4,6 @@
 //! letting the job through one statement at a time, and a lock held by
 //! another run cannot add its wait to the database's.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
@@ -15,73 +13,6 @@ const TEMP_FAIL: i32 = 75;
 /// The timeout every test here sets, and the slack the README promises.
 const LOCK_TIMEOUT: Duration = Duration::from_secs(3);
 const SLACK: Duration = Duration::from_secs(1);
-
-/// Another process (as the application is) that takes the database's lock
-/// again and again: each phase is a transaction begun with the given
-/// `BEGIN` mode and held for the given seconds, then rolled back (so that
-/// the file's bytes stay as they were); the phases repeat until the holder
-/// is dropped. `EXCLUSIVE` stops even reads; `IMMEDIATE` lets reads through
-/// and stops writers. Between two phases the lock is free only for the
-/// microseconds the holder needs to take it again.
-struct Holder {
-    child: Child,
-}
-
-impl Holder {
-    fn start(db: &std::path::Path, phases: &[(&str, f64)]) -> Self {
-        let script = "import sqlite3, sys, threading\n\
-            stop = threading.Event()\n\
-            threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()\n\
-            phases = [(p.split(':')[0], float(p.split(':')[1])) for p in sys.argv[2:]]\n\
-            c = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=60)\n\
-            c.execute('PRAGMA journal_mode = DELETE')\n\
-            first = True\n\
-            while not stop.is_set():\n\
-            \x20   for mode, hold in phases:\n\
-            \x20       c.execute('BEGIN ' + mode)\n\
-            \x20       if first:\n\
-            \x20           print('locked', flush=True)\n\
-            \x20           first = False\n\
-            \x20       stop.wait(hold)\n\
-            \x20       c.execute('ROLLBACK')\n\
-            \x20       if stop.is_set():\n\
-            \x20           break\n";
-        let mut child = Command::new("python3")
-            .args(["-c", script])
-            .arg(db)
-            .args(phases.iter().map(|(mode, secs)| format!("{mode}:{secs}")))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3");
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().expect("stdout"))
-            .read_line(&mut line)
-            .expect("read from the holder");
-        assert_eq!(line.trim(), "locked", "the holder failed to take the lock");
-        Self { child }
-    }
-
-    /// Stop taking the lock, and wait until the holder has let it go.
-    fn stop(mut self) {
-        self.finish();
-    }
-
-    fn finish(&mut self) {
-        drop(self.child.stdin.take());
-        let status = self.child.wait().expect("wait for the holder");
-        assert!(status.success(), "the holder failed: {status}");
-    }
-}
-
-impl Drop for Holder {
-    fn drop(&mut self) {
-        if self.child.stdin.is_some() {
-            drop(self.child.stdin.take());
-            let _ = self.child.wait();
-        }
-    }
-}
 
 /// `--production` on `sandbox` with LOCK_TIMEOUT=3, timed from its start.
 fn timed_run(sandbox: &Sandbox) -> (Run, Duration) {
@@ -117,8 +48,9 @@ fn assert_timed_out_in_time(run: &Run, took: Duration, case: &str) {
 fn a_database_lock_taken_again_and_again_is_bounded_by_lock_timeout() {
     let sandbox = deployment();
     let before = Untouched::record(&sandbox);
-    let holder = Holder::start(
+    let holder = DbLockHolder::start(
         &sandbox.db_path(),
+        "DELETE",
         &[("EXCLUSIVE", 1.5), ("IMMEDIATE", 5.0)],
     );
     let (run, took) = timed_run(&sandbox);
@@ -135,7 +67,7 @@ fn a_database_lock_taken_again_and_again_is_bounded_by_lock_timeout() {
 fn a_file_lock_and_a_busy_database_share_one_lock_timeout() {
     let sandbox = deployment();
     let before = Untouched::record(&sandbox);
-    let holder = Holder::start(&sandbox.db_path(), &[("IMMEDIATE", 60.0)]);
+    let holder = DbLockHolder::start(&sandbox.db_path(), "DELETE", &[("IMMEDIATE", 60.0)]);
     let lock = hold_lock(&sandbox.data_dir().join(".mai-provision.lock"));
     let releaser = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_secs(2));
@@ -154,8 +86,9 @@ fn a_file_lock_and_a_busy_database_share_one_lock_timeout() {
 #[test]
 fn a_database_lock_taken_again_and_again_delays_the_job_until_it_stops() {
     let sandbox = deployment();
-    let holder = Holder::start(
+    let holder = DbLockHolder::start(
         &sandbox.db_path(),
+        "DELETE",
         &[("EXCLUSIVE", 0.4), ("IMMEDIATE", 0.4)],
     );
     let stopper = std::thread::spawn(move || {

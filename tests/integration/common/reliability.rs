@@ -4,7 +4,7 @@
 //! follow (integrity, leftovers, secrets).
 
 use std::fs;
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -746,4 +746,74 @@ pub fn hold_busy(sandbox: &Sandbox, busy: Busy) -> rusqlite::Connection {
             .unwrap();
     }
     holder
+}
+
+/// Another process (as the application is) that takes the database's lock
+/// again and again, in `journal_mode`: each phase is a transaction begun with the given
+/// `BEGIN` mode and held for the given seconds, then rolled back (so that
+/// the file's bytes stay as they were); the phases repeat until the holder
+/// is dropped. `EXCLUSIVE` stops even reads; `IMMEDIATE` lets reads through
+/// and stops writers. Between two phases the lock is free only for the
+/// microseconds the holder needs to take it again. It must be a process
+/// of its own: SQLite's locks are POSIX record locks, which this process
+/// would drop the moment it reads the file for a snapshot.
+pub struct DbLockHolder {
+    child: Child,
+}
+
+impl DbLockHolder {
+    pub fn start(db: &Path, journal_mode: &str, phases: &[(&str, f64)]) -> Self {
+        let script = "import sqlite3, sys, threading\n\
+            stop = threading.Event()\n\
+            threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()\n\
+            phases = [(p.split(':')[0], float(p.split(':')[1])) for p in sys.argv[3:]]\n\
+            c = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=60)\n\
+            c.execute('PRAGMA journal_mode = ' + sys.argv[2])\n\
+            first = True\n\
+            while not stop.is_set():\n\
+            \x20   for mode, hold in phases:\n\
+            \x20       c.execute('BEGIN ' + mode)\n\
+            \x20       if first:\n\
+            \x20           print('locked', flush=True)\n\
+            \x20           first = False\n\
+            \x20       stop.wait(hold)\n\
+            \x20       c.execute('ROLLBACK')\n\
+            \x20       if stop.is_set():\n\
+            \x20           break\n";
+        let mut child = Command::new("python3")
+            .args(["-c", script])
+            .arg(db)
+            .arg(journal_mode)
+            .args(phases.iter().map(|(mode, secs)| format!("{mode}:{secs}")))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.as_mut().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read from the holder");
+        assert_eq!(line.trim(), "locked", "the holder failed to take the lock");
+        Self { child }
+    }
+
+    /// Stop taking the lock, and wait until the holder has let it go.
+    pub fn stop(mut self) {
+        self.finish();
+    }
+
+    fn finish(&mut self) {
+        drop(self.child.stdin.take());
+        let status = self.child.wait().expect("wait for the holder");
+        assert!(status.success(), "the holder failed: {status}");
+    }
+}
+
+impl Drop for DbLockHolder {
+    fn drop(&mut self) {
+        if self.child.stdin.is_some() {
+            drop(self.child.stdin.take());
+            let _ = self.child.wait();
+        }
+    }
 }
