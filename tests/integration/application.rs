@@ -438,8 +438,7 @@ fn create_schema_warns_of_what_the_application_then_does() {
 #[test]
 fn the_sidecar_provisions_once_the_schema_exists_then_idles_until_sigterm() {
     let sandbox = Sandbox::new();
-    let termination = sandbox.path().join("termination-log");
-    fs::write(&termination, "").unwrap();
+    let termination = sandbox.termination_log();
     let mut cmd = sandbox.command();
     cmd.args(["--production", "--sidecar"])
         .env("MAI_PROVISION_TERMINATION_LOG", &termination);

@@ -41,7 +41,7 @@ fn sink(kind: Sink) -> Stdio {
 /// `.env` to rewrite (so that every mode prints a plan or a report).
 fn deployment_with_work() -> Sandbox {
     let sandbox = deployment();
-    fs::write(sandbox.path().join("termination-log"), "").unwrap();
+    sandbox.termination_log();
     sandbox
 }
 
@@ -49,10 +49,7 @@ fn command(sandbox: &Sandbox, args: &[&str]) -> Command {
     let mut cmd = sandbox.command();
     cmd.args(args)
         .env("LOG_LEVEL", "debug")
-        .env(
-            "MAI_PROVISION_TERMINATION_LOG",
-            sandbox.path().join("termination-log"),
-        )
+        .env("MAI_PROVISION_TERMINATION_LOG", sandbox.termination_log())
         .stdin(Stdio::null());
     cmd
 }

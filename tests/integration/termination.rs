@@ -4,20 +4,13 @@
 //! `MAI_PROVISION_TERMINATION_LOG` points the binary at a file of the test's.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
 
 const VAR: &str = "MAI_PROVISION_TERMINATION_LOG";
-
-/// An empty termination log, as the kubelet prepares it.
-fn log_file(sandbox: &Sandbox) -> PathBuf {
-    let path = sandbox.path().join("termination-log");
-    fs::write(&path, "").unwrap();
-    path
-}
 
 fn message(path: &Path) -> String {
     let text = fs::read_to_string(path).unwrap();
@@ -32,7 +25,7 @@ fn message(path: &Path) -> String {
 #[test]
 fn a_successful_run_leaves_its_outcome() {
     let sandbox = Sandbox::with_shape(Shape::Alembic);
-    let log = log_file(&sandbox);
+    let log = sandbox.termination_log();
     let path = log.to_str().unwrap();
     sandbox
         .run_with(&["--production"], &[(VAR, path)])
@@ -61,7 +54,7 @@ fn a_successful_run_leaves_its_outcome() {
 #[test]
 fn a_failure_leaves_the_error_without_the_secret() {
     let sandbox = Sandbox::with_shape(Shape::Startup);
-    let log = log_file(&sandbox);
+    let log = sandbox.termination_log();
     let path = log.to_str().unwrap();
     let bad = "sk-or-v1-has space inside0123456789";
     sandbox
@@ -91,7 +84,7 @@ fn a_failure_leaves_the_error_without_the_secret() {
 #[test]
 fn check_and_usage_errors_are_reported_too() {
     let sandbox = Sandbox::with_shape(Shape::Alembic);
-    let log = log_file(&sandbox);
+    let log = sandbox.termination_log();
     let path = log.to_str().unwrap();
     sandbox
         .run_with(&["--production", "--check"], &[(VAR, path)])
@@ -113,7 +106,7 @@ fn nothing_is_written_where_no_log_exists() {
     assert!(!missing.exists(), "the message file was created");
 
     // --version is not a run: an existing log stays as it was.
-    let log = log_file(&sandbox);
+    let log = sandbox.termination_log();
     fs::write(&log, "before").unwrap();
     sandbox
         .run_with(&["--version"], &[(VAR, log.to_str().unwrap())])
@@ -140,7 +133,7 @@ fn a_log_that_cannot_be_written_changes_nothing_else() {
     assert!(started.elapsed() < Duration::from_secs(20));
 
     // A read-only file: the run keeps its own exit code and output.
-    let log = log_file(&sandbox);
+    let log = sandbox.termination_log();
     fs::write(&log, "old").unwrap();
     let mode = std::os::unix::fs::PermissionsExt::from_mode(0o444);
     fs::set_permissions(&log, mode).unwrap();

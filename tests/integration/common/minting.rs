@@ -28,11 +28,7 @@ impl Sandbox {
     /// management key; the termination message goes to `termination-log`.
     pub fn minting_command(&self, standin: &StandIn) -> Command {
         let mut cmd = self.command();
-        let termination = self.path().join("termination-log");
-        let _ = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&termination);
+        let termination = self.termination_log();
         cmd.env_remove("OPENROUTER_API_KEY")
             .env("OPENROUTER_MANAGEMENT_KEY", MANAGEMENT_KEY)
             .env("OPENROUTER_HOST", standin.base_url())
@@ -52,10 +48,6 @@ impl Sandbox {
 
     pub fn key_store(&self) -> PathBuf {
         self.data_dir().join(".openrouter_key")
-    }
-
-    pub fn termination_message(&self) -> String {
-        fs::read_to_string(self.path().join("termination-log")).unwrap_or_default()
     }
 
     /// The key store's current key, if any.

@@ -270,6 +270,23 @@ impl Sandbox {
 
     /// The binary with a clean environment holding only a valid
     /// configuration for this sandbox; tests add or remove variables.
+    /// The termination log of this sandbox's runs (`termination-log`),
+    /// there and empty as the kubelet prepares it; one that exists is kept.
+    pub fn termination_log(&self) -> PathBuf {
+        let path = self.path().join("termination-log");
+        fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .expect("create the termination log");
+        path
+    }
+
+    /// What the last run wrote to the termination log.
+    pub fn termination_message(&self) -> String {
+        fs::read_to_string(self.path().join("termination-log")).unwrap_or_default()
+    }
+
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(BIN);
         cmd.env_clear()
