@@ -291,15 +291,14 @@ fn openrouter_down_with_a_key_exits_0_and_without_one_75() {
     let standin = StandIn::start(MANAGEMENT_KEY);
     let sandbox = deployment_with_key(&standin);
     let key = assert_one_key_everywhere(&sandbox, &standin);
-    let host = standin.base_url();
+    let fresh = Sandbox::with_shape(Shape::Startup);
+    let mut cmd = sandbox.minting_command(&standin);
+    cmd.env("OPENROUTER_TIMEOUT", "2")
+        .args(["--production", "--output", "json"]);
+    let mut fresh_cmd = fresh.minting_command(&standin);
+    fresh_cmd.env("OPENROUTER_TIMEOUT", "2").arg("--production");
     drop(standin);
     let before = sandbox.snapshot();
-    let mut cmd = sandbox.command();
-    cmd.env_remove("OPENROUTER_API_KEY")
-        .env("OPENROUTER_MANAGEMENT_KEY", MANAGEMENT_KEY)
-        .env("OPENROUTER_HOST", &host)
-        .env("OPENROUTER_TIMEOUT", "2")
-        .args(["--production", "--output", "json"]);
     let started = Instant::now();
     let run = Run::from(cmd.output().unwrap());
     run.expect(0).assert_mentions(&[
@@ -318,15 +317,8 @@ fn openrouter_down_with_a_key_exits_0_and_without_one_75() {
     before.assert_same(&sandbox.snapshot(), "an outage changes nothing");
     assert!(!run.output().contains(&key.secret[9..]));
 
-    let fresh = Sandbox::with_shape(Shape::Startup);
-    let mut cmd = fresh.command();
-    cmd.env_remove("OPENROUTER_API_KEY")
-        .env("OPENROUTER_MANAGEMENT_KEY", MANAGEMENT_KEY)
-        .env("OPENROUTER_HOST", &host)
-        .env("OPENROUTER_TIMEOUT", "2")
-        .arg("--production");
     let before = fresh.snapshot();
-    let run = Run::from(cmd.output().unwrap());
+    let run = Run::from(fresh_cmd.output().unwrap());
     run.expect(75)
         .assert_last_line_mentions(&["OpenRouter is unreachable", "OPENROUTER_TIMEOUT (2 s)"]);
     before.assert_same(&fresh.snapshot(), "no key, nothing written");
@@ -713,11 +705,7 @@ fn a_rotation_runs_once_per_token_and_the_old_key_goes_once_the_application_move
 
     // The application starts with the new key: with the grace not over, it
     // still waits, and says for how long.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    sandbox.application_starts_with(&new.secret, now + 5);
+    sandbox.application_starts_with(&new.secret, now() + 5);
     sandbox
         .mint(&standin, &["--production"], &rotate)
         .expect(0)

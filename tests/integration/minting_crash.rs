@@ -3,8 +3,6 @@
 //! and one more run) leaves exactly one live key, whose secret the key
 //! store, the row and the `.env` hold.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use crate::common::*;
 
 /// Every pause point a first mint passes (on a migrated database, with a
@@ -55,13 +53,6 @@ const DELETION_STEPS: &[&str] = &[
 
 const ROTATE: (&str, &str) = ("ROTATE_KEY", "2026-11-30");
 const NO_GRACE: (&str, &str) = ("KEY_ROTATION_GRACE", "0");
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs() as i64
-}
 
 /// Kill a run of `vars` at `step`; the run must have been paused there.
 fn kill_at(sandbox: &Sandbox, standin: &StandIn, step: &str, vars: &[(&str, &str)]) {

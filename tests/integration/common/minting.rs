@@ -5,6 +5,7 @@
 use std::fs;
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::openrouter_standin::{Key, StandIn};
 use super::{ACME_ID, Run, Sandbox};
@@ -156,4 +157,13 @@ pub fn assert_hides_keys(run: &Run, sandbox: &Sandbox, standin: &StandIn) {
             );
         }
     }
+}
+
+/// The clock in epoch seconds, as the job and the application's
+/// `updated_at` count it.
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64
 }
