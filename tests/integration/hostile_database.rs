@@ -55,9 +55,8 @@ fn database_with(sql: &str) -> Sandbox {
 /// `column` set to the SQL expression `value`.
 fn our_row_with(column: &str, value: &str) -> String {
     format!(
-        "INSERT INTO client_organizations (id, name, openrouter_api_key, created_at, updated_at) \
-         VALUES ('{ACME_ID}', 'Acme', '{OTHER_KEY}', 1000, 2000); \
-         UPDATE client_organizations SET {column} = {value} WHERE id = '{ACME_ID}';"
+        "{}; UPDATE client_organizations SET {column} = {value} WHERE id = '{ACME_ID}';",
+        seed_row_sql()
     )
 }
 

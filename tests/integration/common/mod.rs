@@ -885,10 +885,15 @@ pub fn deployment() -> Sandbox {
 }
 
 pub fn seed_row(sandbox: &Sandbox) {
-    sandbox.sql(&format!(
+    sandbox.sql(&seed_row_sql());
+}
+
+/// The statement `seed_row` runs.
+pub fn seed_row_sql() -> String {
+    format!(
         "INSERT INTO client_organizations (id, name, openrouter_api_key, created_at, updated_at) \
          VALUES ('{ACME_ID}', 'Acme', '{OTHER_KEY}', 1000, 2000)"
-    ));
+    )
 }
 
 /// What a refused run must leave alone: every file of the sandbox (bytes,
