@@ -40,8 +40,10 @@ pub struct CurrentKey {
 }
 
 /// The key a rotation replaced, live until no application can still use
-/// it (see `keyplan::previous_key`).
-#[derive(Debug, Clone, PartialEq)]
+/// it (see `keyplan::previous_key`). It holds no secret: the file stores it
+/// as it is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PreviousKey {
     pub hash: String,
     /// When the current key replaced it (epoch seconds).
@@ -60,7 +62,10 @@ impl PreviousKey {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// A rotation begun but not finished. No secret either: the file stores
+/// it as it is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PendingRotation {
     /// The ROTATE_KEY token it is for; `None` for `--rotate-key`.
     pub token: Option<String>,
@@ -120,15 +125,17 @@ pub enum StoreError {
 }
 
 /// The file's shape. Kept apart from `StoredKeys` so that the secret is
-/// a `Secret` everywhere but in this one conversion.
+/// a `Secret` everywhere but in this one conversion (`FileCurrent`); the
+/// previous key and the pending rotation hold none and are stored as they
+/// are.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
     version: u32,
     organization_id: String,
     current: Option<FileCurrent>,
-    previous: Option<FilePrevious>,
-    rotation: Option<FileRotation>,
+    previous: Option<PreviousKey>,
+    rotation: Option<PendingRotation>,
     rotation_token: Option<String>,
 }
 
@@ -138,21 +145,6 @@ struct FileCurrent {
     hash: String,
     key: String,
     created_at: i64,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FilePrevious {
-    hash: String,
-    replaced_at: i64,
-    row_written_at: Option<i64>,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileRotation {
-    token: Option<String>,
-    requested_at: i64,
 }
 
 /// The store of organization `id`, or `None` when there is none yet.
@@ -233,15 +225,8 @@ impl From<File> for StoredKeys {
                 key: Secret::new(c.key),
                 created_at: c.created_at,
             }),
-            previous: file.previous.map(|p| PreviousKey {
-                hash: p.hash,
-                replaced_at: p.replaced_at,
-                row_written_at: p.row_written_at,
-            }),
-            rotation: file.rotation.map(|r| PendingRotation {
-                token: r.token,
-                requested_at: r.requested_at,
-            }),
+            previous: file.previous,
+            rotation: file.rotation,
             rotation_token: file.rotation_token,
         }
     }
@@ -257,15 +242,8 @@ impl From<&StoredKeys> for File {
                 key: c.key.expose().to_owned(),
                 created_at: c.created_at,
             }),
-            previous: keys.previous.as_ref().map(|p| FilePrevious {
-                hash: p.hash.clone(),
-                replaced_at: p.replaced_at,
-                row_written_at: p.row_written_at,
-            }),
-            rotation: keys.rotation.as_ref().map(|r| FileRotation {
-                token: r.token.clone(),
-                requested_at: r.requested_at,
-            }),
+            previous: keys.previous.clone(),
+            rotation: keys.rotation.clone(),
             rotation_token: keys.rotation_token.clone(),
         }
     }
