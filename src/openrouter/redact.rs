@@ -23,10 +23,15 @@ pub fn redact(text: &str, known: &[&Secret]) -> String {
         }
     }
     let out = cut_key_shapes(&out);
-    let flat: String = out
-        .chars()
-        .flat_map(char::escape_debug_if_control)
-        .collect();
+    // Each control character becomes its `\u{…}` escape.
+    let mut flat = String::with_capacity(out.len());
+    for c in out.chars() {
+        if c.is_control() {
+            flat.extend(c.escape_unicode());
+        } else {
+            flat.push(c);
+        }
+    }
     shorten(&flat)
 }
 
@@ -58,36 +63,6 @@ fn shorten(text: &str) -> String {
     let mut cut: String = text.chars().take(MAX_CHARS).collect();
     cut.push('…');
     cut
-}
-
-trait EscapeControl {
-    fn escape_debug_if_control(self) -> EscapeIter;
-}
-
-/// A character, or its `\u{…}` escape when it is a control character.
-enum EscapeIter {
-    One(Option<char>),
-    Escaped(std::char::EscapeUnicode),
-}
-
-impl Iterator for EscapeIter {
-    type Item = char;
-    fn next(&mut self) -> Option<char> {
-        match self {
-            Self::One(c) => c.take(),
-            Self::Escaped(e) => e.next(),
-        }
-    }
-}
-
-impl EscapeControl for char {
-    fn escape_debug_if_control(self) -> EscapeIter {
-        if self.is_control() {
-            EscapeIter::Escaped(self.escape_unicode())
-        } else {
-            EscapeIter::One(Some(self))
-        }
-    }
 }
 
 #[cfg(test)]
