@@ -131,7 +131,8 @@ impl HttpKeyApi {
         format!("{}{path}", self.base)
     }
 
-    /// One call, retried by the rules of `retry` until the deadline.
+    /// One call, retried by the rules of `retry` until the deadline: the
+    /// answer of a success, or the refusal any other final answer means.
     fn call(
         &self,
         method: Method,
@@ -154,8 +155,11 @@ impl HttpKeyApi {
                         answer.status,
                         started.elapsed().as_millis()
                     );
-                    if !is_retryable(answer.status) {
+                    if (200..300).contains(&answer.status) {
                         return Ok(answer);
+                    }
+                    if !is_retryable(answer.status) {
+                        return Err(self.refusal(method, path, &answer));
                     }
                     last = format!("{} {}", answer.status, self.message(&answer.body));
                     // A 429 refused the create before doing it; any other
@@ -304,12 +308,18 @@ impl HttpKeyApi {
             .map_err(|e| redact(&format!("{what}: {e}"), &[&self.management_key]))
     }
 
-    fn checked(&self, method: Method, path: &str, answer: Answer) -> Result<Answer, ApiError> {
-        if (200..300).contains(&answer.status) {
-            Ok(answer)
-        } else {
-            Err(self.refusal(method, path, &answer))
-        }
+    /// A call whose success carries JSON, read as `T`; an unreadable one is
+    /// a protocol error.
+    fn call_for<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        what: &str,
+    ) -> Result<T, ApiError> {
+        let answer = self.call(method, path, body)?;
+        self.parse(&answer, what)
+            .map_err(|reason| ApiError::Protocol { reason })
     }
 }
 
@@ -332,28 +342,18 @@ struct Created {
 impl KeyApi for HttpKeyApi {
     fn list(&self, offset: usize) -> Result<Vec<KeyInfo>, ApiError> {
         let path = format!("/keys?include_disabled=true&offset={offset}");
-        let answer = self.call(Method::Get, &path, None)?;
-        let answer = self.checked(Method::Get, &path, answer)?;
-        self.parse::<Many>(&answer, "GET /keys")
+        self.call_for::<Many>(Method::Get, &path, None, "GET /keys")
             .map(|many| many.data)
-            .map_err(|reason| ApiError::Protocol { reason })
     }
 
     fn get(&self, hash: &str) -> Result<KeyInfo, ApiError> {
         let path = format!("/keys/{}", path_segment(hash)?);
-        let answer = self.call(Method::Get, &path, None)?;
-        let answer = self.checked(Method::Get, &path, answer)?;
-        self.parse::<One>(&answer, "GET /keys/{hash}")
+        self.call_for::<One>(Method::Get, &path, None, "GET /keys/{hash}")
             .map(|one| one.data)
-            .map_err(|reason| ApiError::Protocol { reason })
     }
 
     fn create(&self, request: &NewKey) -> Result<CreatedKey, ApiError> {
-        let body = serde_json::to_value(request).map_err(|e| ApiError::Protocol {
-            reason: e.to_string(),
-        })?;
-        let answer = self.call(Method::Post, "/keys", Some(&body))?;
-        let answer = self.checked(Method::Post, "/keys", answer)?;
+        let answer = self.call(Method::Post, "/keys", Some(&json_body(request)?))?;
         // A success whose body cannot be read created a key whose secret
         // is lost: that is an unknown outcome, not a protocol error.
         let created = self
@@ -373,24 +373,25 @@ impl KeyApi for HttpKeyApi {
 
     fn update(&self, hash: &str, patch: &KeyPatch) -> Result<KeyInfo, ApiError> {
         let path = format!("/keys/{}", path_segment(hash)?);
-        let body = serde_json::to_value(patch).map_err(|e| ApiError::Protocol {
-            reason: e.to_string(),
-        })?;
-        let answer = self.call(Method::Patch, &path, Some(&body))?;
-        let answer = self.checked(Method::Patch, &path, answer)?;
-        self.parse::<One>(&answer, "PATCH /keys/{hash}")
+        let body = json_body(patch)?;
+        self.call_for::<One>(Method::Patch, &path, Some(&body), "PATCH /keys/{hash}")
             .map(|one| one.data)
-            .map_err(|reason| ApiError::Protocol { reason })
     }
 
     fn delete(&self, hash: &str) -> Result<(), ApiError> {
         let path = format!("/keys/{}", path_segment(hash)?);
-        let answer = self.call(Method::Delete, &path, None)?;
-        match self.checked(Method::Delete, &path, answer) {
+        match self.call(Method::Delete, &path, None) {
             Ok(_) | Err(ApiError::NotFound { .. }) => Ok(()),
             Err(e) => Err(e),
         }
     }
+}
+
+/// A request's JSON body.
+fn json_body(value: &impl serde::Serialize) -> Result<serde_json::Value, ApiError> {
+    serde_json::to_value(value).map_err(|e| ApiError::Protocol {
+        reason: e.to_string(),
+    })
 }
 
 /// A hash from OpenRouter (or from the key store) goes into a URL path:
