@@ -994,9 +994,21 @@ fn seconds(var: &'static str, raw: Option<&str>, default: f64) -> Result<Duratio
     Ok(Duration::from_secs_f64(value))
 }
 
+/// Whether a value switches a setting off: `false`, `0`, `no` or `off`,
+/// in any case, spaces around ignored. One list for every variable that
+/// takes it.
+fn is_off(raw: &str) -> bool {
+    matches!(
+        raw.trim().to_ascii_lowercase().as_str(),
+        "false" | "0" | "no" | "off"
+    )
+}
+
 fn wait_for_database(raw: &str) -> Result<Option<Duration>, ConfigError> {
+    if is_off(raw) {
+        return Ok(None);
+    }
     match raw.trim().to_ascii_lowercase().as_str() {
-        "false" | "0" | "no" | "off" => Ok(None),
         "true" | "yes" | "on" => Ok(Some(DEFAULT_WAIT_FOR_DATABASE)),
         _ => seconds("WAIT_FOR_DATABASE", Some(raw), 0.0).map(Some),
     }
@@ -1008,7 +1020,7 @@ fn boolean(var: &'static str, raw: Option<&str>) -> Result<bool, ConfigError> {
     };
     match raw.trim().to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Ok(true),
-        "false" | "0" | "no" | "off" => Ok(false),
+        _ if is_off(raw) => Ok(false),
         _ => Err(ConfigError::invalid(
             var,
             "must be true or false",

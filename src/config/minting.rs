@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{ConfigError, SecretInput, file_path};
+use super::{ConfigError, SecretInput, file_path, is_off};
 use crate::openrouter::{LimitReset, is_loopback_host, url_host};
 use crate::secret::Secret;
 
@@ -264,13 +264,10 @@ fn limit_reset(raw: &str) -> Result<LimitReset, ConfigError> {
 /// `false`, `0`, `no`, `off` (a ConfigMap's way of switching it off must
 /// not rotate the key once more).
 fn rotate_token(raw: &str) -> Result<Option<String>, ConfigError> {
-    let token = raw.trim();
-    if matches!(
-        token.to_ascii_lowercase().as_str(),
-        "false" | "0" | "no" | "off"
-    ) {
+    if is_off(raw) {
         return Ok(None);
     }
+    let token = raw.trim();
     let fits = token.chars().count() <= MAX_ROTATE_TOKEN_CHARS
         && !token.chars().any(|c| c.is_control() || c.is_whitespace());
     if !fits {
