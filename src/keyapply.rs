@@ -218,9 +218,9 @@ fn mint_key(
     let mut keys = store
         .cloned()
         .unwrap_or_else(|| StoredKeys::empty(&id.value));
-    if !crate::paths::dir_of(path).is_dir() {
-        return Err(openrouter::StoreError::NoFolder { path: path.clone() }.into());
-    }
+    // Before anything is deleted or created: a key minted now could not be
+    // kept.
+    openrouter::check_store_folder(path)?;
     if let Some(intent) = &mint.record_intent {
         keys.rotation = Some(intent.clone());
         openrouter::write_store(path, &keys)?;

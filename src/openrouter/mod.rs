@@ -14,6 +14,6 @@ pub(crate) use api::CreatedKey;
 pub(crate) use api::{ApiError, KeyApi, KeyInfo, KeyPatch, LimitReset, NewKey, list_all};
 pub(crate) use http::{ClientSettings, HttpKeyApi, is_loopback_host, url_host};
 pub(crate) use store::{
-    CurrentKey, PendingRotation, PreviousKey, StoreError, StoredKeys, read as read_store,
-    write as write_store,
+    CurrentKey, PendingRotation, PreviousKey, StoreError, StoredKeys,
+    check_folder as check_store_folder, read as read_store, write as write_store,
 };

@@ -195,15 +195,23 @@ pub fn read(path: &Path, id: &str) -> Result<Option<StoredKeys>, StoreError> {
     Ok(Some(StoredKeys::from(file)))
 }
 
+/// The store's folder must exist: without it the store cannot be written
+/// and a minted key's secret would be lost.
+pub fn check_folder(path: &Path) -> Result<(), StoreError> {
+    if crate::paths::dir_of(path).is_dir() {
+        Ok(())
+    } else {
+        Err(StoreError::NoFolder {
+            path: path.to_owned(),
+        })
+    }
+}
+
 /// Replace the store atomically: written, synced, renamed, the folder
 /// synced. A replaced store keeps its owner. A termination signal does not
 /// stop it: it may hold a secret that exists nowhere else, and it is quick.
 pub fn write(path: &Path, keys: &StoredKeys) -> Result<(), StoreError> {
-    if !crate::paths::dir_of(path).is_dir() {
-        return Err(StoreError::NoFolder {
-            path: path.to_owned(),
-        });
-    }
+    check_folder(path)?;
     let mut json =
         serde_json::to_string_pretty(&File::from(keys)).map_err(|e| StoreError::Damaged {
             path: path.to_owned(),
