@@ -67,16 +67,15 @@ impl KeyOutcome {
 }
 
 /// Temp files of the key store that a killed run left (they may hold a
-/// secret); we hold the lock, so no live run is writing them.
+/// secret); we hold the lock, so no live run is writing them. A missing
+/// folder has none: `envfile::remove_leftovers` then removes nothing.
 pub fn remove_leftovers(minting: &Minting) {
-    if crate::paths::dir_of(&minting.key_store).is_dir() {
-        let removed = crate::envfile::remove_leftovers(&minting.key_store);
-        if removed > 0 {
-            tracing::info!(
-                removed,
-                "removed temp files of the OpenRouter key store left by an interrupted run"
-            );
-        }
+    let removed = crate::envfile::remove_leftovers(&minting.key_store);
+    if removed > 0 {
+        tracing::info!(
+            removed,
+            "removed temp files of the OpenRouter key store left by an interrupted run"
+        );
     }
 }
 
