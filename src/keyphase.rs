@@ -104,13 +104,13 @@ impl KeyPhase {
         }
     }
 
+    /// Remember the row write while a previous key waits (when none does,
+    /// `keyapply::note_row_write` returns at once).
     pub(crate) fn note_row_write(&mut self, now: i64) -> Result<(), Error> {
-        match &mut self.outcome.store {
-            Some(store) if store.previous.is_some() => {
-                keyapply::note_row_write(&self.minting, store, now)
-            }
-            _ => Ok(()),
+        if let Some(store) = &mut self.outcome.store {
+            keyapply::note_row_write(&self.minting, store, now)?;
         }
+        Ok(())
     }
 
     pub(crate) fn delete_previous(&mut self) -> Result<(), Error> {
