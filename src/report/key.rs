@@ -10,8 +10,7 @@ use crate::keyplan::{MintReason, PreviousPlan};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct KeyReport {
-    /// `reused`, `reconciled`, `minted`, `rotated` or `offline`.
-    pub action: &'static str,
+    pub action: Action,
     /// OpenRouter's hash of the key in effect; `null` for a key a dry run
     /// would mint.
     pub hash: Option<String>,
@@ -33,6 +32,18 @@ pub struct KeyReport {
     pub changes: bool,
 }
 
+/// What the key phase did: `reused`, `reconciled`, `minted`, `rotated` or
+/// `offline` in the JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Reused,
+    Reconciled,
+    Minted,
+    Rotated,
+    Offline,
+}
+
 /// The first 8 characters of a hash, as git shows a commit: enough to tell
 /// keys apart in a summary line. Characters, not bytes: the hash is the
 /// server's text.
@@ -43,9 +54,17 @@ fn short_hash(hash: &str) -> String {
 #[derive(Debug, Clone, Serialize)]
 pub struct PreviousReport {
     pub hash: String,
-    /// `waiting`, `to_delete` (a plan) or `deleted`.
-    pub status: &'static str,
+    pub status: PreviousStatus,
     pub waiting_for: Option<String>,
+}
+
+/// `waiting`, `to_delete` (a plan) or `deleted` in the JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PreviousStatus {
+    Waiting,
+    ToDelete,
+    Deleted,
 }
 
 impl KeyReport {
@@ -56,33 +75,35 @@ impl KeyReport {
         requests: usize,
     ) -> Self {
         let (action, reason, changed, offline_reason) = match &outcome.done {
-            KeyDone::Reused => ("reused", None, vec![], None),
-            KeyDone::Reconciled { fields } => ("reconciled", None, fields.clone(), None),
+            KeyDone::Reused => (Action::Reused, None, vec![], None),
+            KeyDone::Reconciled { fields } => (Action::Reconciled, None, fields.clone(), None),
             KeyDone::Minted {
                 reason: MintReason::Rotation,
-            } => ("rotated", Some(MintReason::Rotation), vec![], None),
-            KeyDone::Minted { reason } => ("minted", Some(*reason), vec![], None),
-            KeyDone::Offline { reason } => ("offline", None, vec![], Some(reason.clone())),
+            } => (Action::Rotated, Some(MintReason::Rotation), vec![], None),
+            KeyDone::Minted { reason } => (Action::Minted, Some(*reason), vec![], None),
+            KeyDone::Offline { reason } => (Action::Offline, None, vec![], Some(reason.clone())),
         };
         let previous = match (previous, previous_deleted) {
             (_, Some(hash)) => Some(PreviousReport {
                 hash: hash.to_owned(),
-                status: "deleted",
+                status: PreviousStatus::Deleted,
                 waiting_for: None,
             }),
             (PreviousPlan::Wait { hash, waiting_for }, None) => Some(PreviousReport {
                 hash: hash.clone(),
-                status: "waiting",
+                status: PreviousStatus::Waiting,
                 waiting_for: Some(waiting_for.clone()),
             }),
             (PreviousPlan::Delete { hash }, None) => Some(PreviousReport {
                 hash: hash.clone(),
-                status: "to_delete",
+                status: PreviousStatus::ToDelete,
                 waiting_for: None,
             }),
             (PreviousPlan::None, None) => None,
         };
-        let previous_changes = previous.as_ref().is_some_and(|p| p.status != "waiting");
+        let previous_changes = previous
+            .as_ref()
+            .is_some_and(|p| p.status != PreviousStatus::Waiting);
         Self {
             action,
             hash: outcome.api_key.hash.clone(),
@@ -100,16 +121,18 @@ impl KeyReport {
     pub(super) fn plan_lines(&self) -> String {
         let hash = self.hash.as_deref().unwrap_or("-");
         let mut out = match self.action {
-            "reused" => format!("  OpenRouter key {hash}: keep (live, as configured)\n"),
-            "reconciled" => format!(
+            Action::Reused => format!("  OpenRouter key {hash}: keep (live, as configured)\n"),
+            Action::Reconciled => format!(
                 "  OpenRouter key {hash}: reconcile {} with one PATCH\n",
                 self.changed.join(", ")
             ),
-            "offline" => format!(
+            Action::Offline => format!(
                 "  OpenRouter key {hash}: keep the stored key; OpenRouter could not be asked ({})\n",
                 self.offline_reason.as_deref().unwrap_or("no answer")
             ),
-            _ => format!("  OpenRouter key: mint a new key ({})\n", self.why()),
+            Action::Minted | Action::Rotated => {
+                format!("  OpenRouter key: mint a new key ({})\n", self.why())
+            }
         };
         if !self.orphans_deleted.is_empty() {
             out.push_str(&format!(
@@ -119,12 +142,12 @@ impl KeyReport {
         }
         if let Some(previous) = &self.previous {
             out.push_str(&match previous.status {
-                "waiting" => format!(
+                PreviousStatus::Waiting => format!(
                     "  previous OpenRouter key {}: still live, waiting for {}\n",
                     previous.hash,
                     previous.waiting_for.as_deref().unwrap_or("")
                 ),
-                _ => format!(
+                PreviousStatus::ToDelete | PreviousStatus::Deleted => format!(
                     "  previous OpenRouter key {}: delete (the application runs with the new key)\n",
                     previous.hash
                 ),
@@ -157,15 +180,15 @@ impl KeyReport {
             }
         };
         let mut text = match self.action {
-            "reused" => format!("OpenRouter key kept{short}"),
-            "reconciled" => format!(
+            Action::Reused => format!("OpenRouter key kept{short}"),
+            Action::Reconciled => format!(
                 "OpenRouter key {}{short} ({})",
                 verb("reconciled"),
                 self.changed.join(", ")
             ),
-            "offline" => format!("OpenRouter key kept{short}, OpenRouter unreachable"),
-            "rotated" => format!("OpenRouter key {}{short}", verb("rotated")),
-            _ => format!("OpenRouter key {}{short}", verb("minted")),
+            Action::Offline => format!("OpenRouter key kept{short}, OpenRouter unreachable"),
+            Action::Rotated => format!("OpenRouter key {}{short}", verb("rotated")),
+            Action::Minted => format!("OpenRouter key {}{short}", verb("minted")),
         };
         if !self.orphans_deleted.is_empty() {
             text.push_str(&format!(
@@ -177,9 +200,9 @@ impl KeyReport {
         if let Some(previous) = &self.previous {
             let short = short_hash(&previous.hash);
             text.push_str(&match previous.status {
-                "deleted" => format!(", previous key {short} deleted"),
-                "to_delete" => format!(", previous key {short} {}", verb("deleted")),
-                _ => format!(", previous key {short} still live"),
+                PreviousStatus::Deleted => format!(", previous key {short} deleted"),
+                PreviousStatus::ToDelete => format!(", previous key {short} {}", verb("deleted")),
+                PreviousStatus::Waiting => format!(", previous key {short} still live"),
             });
         }
         text
@@ -195,5 +218,27 @@ mod tests {
         assert_eq!(short_hash("f01d52606dc8f0a8"), "f01d5260");
         assert_eq!(short_hash("ab"), "ab");
         assert_eq!(short_hash("żżżżżżżżżż"), "żżżżżżżż");
+    }
+
+    #[test]
+    fn actions_and_statuses_keep_their_json_words() {
+        let actions = [
+            (Action::Reused, "reused"),
+            (Action::Reconciled, "reconciled"),
+            (Action::Minted, "minted"),
+            (Action::Rotated, "rotated"),
+            (Action::Offline, "offline"),
+        ];
+        for (action, word) in actions {
+            assert_eq!(serde_json::to_value(action).unwrap(), word);
+        }
+        let statuses = [
+            (PreviousStatus::Waiting, "waiting"),
+            (PreviousStatus::ToDelete, "to_delete"),
+            (PreviousStatus::Deleted, "deleted"),
+        ];
+        for (status, word) in statuses {
+            assert_eq!(serde_json::to_value(status).unwrap(), word);
+        }
     }
 }
