@@ -166,42 +166,35 @@ impl KeyReport {
     }
 
     /// The key's part of the summary line, e.g. `OpenRouter key minted
-    /// (f01d5260)`.
-    pub(super) fn summary(&self, planned: bool) -> String {
+    /// (f01d5260)`; `done` words a past participle as a run or a plan says it.
+    pub(super) fn summary(&self, done: &dyn Fn(&str) -> String) -> String {
         let short = self
             .hash
             .as_deref()
             .map_or_else(String::new, |h| format!(" ({})", short_hash(h)));
-        let verb = |past: &str| {
-            if planned {
-                format!("would be {past}")
-            } else {
-                past.to_owned()
-            }
-        };
         let mut text = match self.action {
             Action::Reused => format!("OpenRouter key kept{short}"),
             Action::Reconciled => format!(
                 "OpenRouter key {}{short} ({})",
-                verb("reconciled"),
+                done("reconciled"),
                 self.changed.join(", ")
             ),
             Action::Offline => format!("OpenRouter key kept{short}, OpenRouter unreachable"),
-            Action::Rotated => format!("OpenRouter key {}{short}", verb("rotated")),
-            Action::Minted => format!("OpenRouter key {}{short}", verb("minted")),
+            Action::Rotated => format!("OpenRouter key {}{short}", done("rotated")),
+            Action::Minted => format!("OpenRouter key {}{short}", done("minted")),
         };
         if !self.orphans_deleted.is_empty() {
             text.push_str(&format!(
                 ", {} orphaned key(s) {}",
                 self.orphans_deleted.len(),
-                verb("deleted")
+                done("deleted")
             ));
         }
         if let Some(previous) = &self.previous {
             let short = short_hash(&previous.hash);
             text.push_str(&match previous.status {
                 PreviousStatus::Deleted => format!(", previous key {short} deleted"),
-                PreviousStatus::ToDelete => format!(", previous key {short} {}", verb("deleted")),
+                PreviousStatus::ToDelete => format!(", previous key {short} {}", done("deleted")),
                 PreviousStatus::Waiting => format!(", previous key {short} still live"),
             });
         }

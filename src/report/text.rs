@@ -173,7 +173,7 @@ pub fn summary(outcome: &Outcome, elapsed: Duration) -> String {
     let key = outcome
         .openrouter_key
         .as_ref()
-        .map_or_else(String::new, |key| format!("{}, ", key.summary(planned)));
+        .map_or_else(String::new, |key| format!("{}, ", key.summary(&done)));
     format!(
         "{verb} {}: {key}{env}, {repaired}{database}{inactive}{verified} in {} ms",
         outcome.id,
