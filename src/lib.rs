@@ -183,7 +183,7 @@ pub fn run(options: &Options) -> Result<Outcome, Error> {
         return Ok(Outcome::planned(
             &plan,
             &config.database_path,
-            key_report(&key_phase),
+            final_key_report(&key_phase),
         ));
     }
     if let Some(phase) = &mut key_phase
@@ -208,7 +208,7 @@ pub fn run(options: &Options) -> Result<Outcome, Error> {
             &applied,
             &config.database_path,
             false,
-            key_report(&key_phase),
+            final_key_report(&key_phase),
         ));
     }
     if mode == Mode::Production {
@@ -222,16 +222,12 @@ pub fn run(options: &Options) -> Result<Outcome, Error> {
         &applied,
         &config.database_path,
         verified,
-        key_report(&key_phase),
+        final_key_report(&key_phase),
     ))
 }
 
 fn key_report(phase: &Option<KeyPhase>) -> Option<KeyReport> {
     phase.as_ref().map(|phase| {
-        tracing::debug!(
-            "OpenRouter: {} request(s) in this run",
-            phase.api.requests()
-        );
         KeyReport::new(
             &phase.outcome,
             &phase.previous,
@@ -239,6 +235,18 @@ fn key_report(phase: &Option<KeyPhase>) -> Option<KeyReport> {
             phase.api.requests(),
         )
     })
+}
+
+/// The key's report in the run's outcome, once the run sends no more
+/// requests: the one place that logs how many it sent.
+fn final_key_report(phase: &Option<KeyPhase>) -> Option<KeyReport> {
+    if let Some(phase) = phase {
+        tracing::debug!(
+            "OpenRouter: {} request(s) in this run",
+            phase.api.requests()
+        );
+    }
+    key_report(phase)
 }
 
 /// First boot with `--wait-for-database`: poll until the application has
