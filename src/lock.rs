@@ -49,8 +49,7 @@ pub enum LockError {
 /// began at `started` and ends at `deadline`, whatever earlier locks took.
 pub fn acquire_within(path: &Path, started: Instant, deadline: Instant) -> Result<Lock, LockError> {
     let file = open(path)?;
-    let mut backoff = FIRST_BACKOFF;
-    let mut rng = jitter_source();
+    let mut backoff = Backoff::new();
     loop {
         signals::check()?;
         match file.try_lock_exclusive() {
@@ -63,7 +62,7 @@ pub fn acquire_within(path: &Path, started: Instant, deadline: Instant) -> Resul
                 return Ok(Lock { _file: file });
             }
             Err(e) if e.kind() == fs2::lock_contended_error().kind() => {
-                if backoff == FIRST_BACKOFF {
+                if backoff.is_first() {
                     // Once per wait: replicas starting together say why they pause.
                     tracing::info!(
                         path = %path.display(),
@@ -86,9 +85,37 @@ pub fn acquire_within(path: &Path, started: Instant, deadline: Instant) -> Resul
                 waited: started.elapsed(),
             });
         }
-        let jittered = backoff.mul_f64(rng.random_range(0.5..1.5));
-        signals::sleep(jittered.min(left))?;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        signals::sleep(backoff.next_pause().min(left))?;
+    }
+}
+
+/// The pauses between tries at a lock held elsewhere: doubling from
+/// `FIRST_BACKOFF` up to `MAX_BACKOFF`, each jittered by ±50%, so that
+/// replicas starting together do not retry in lockstep. Also the wait for
+/// PostgreSQL's advisory lock.
+pub(crate) struct Backoff {
+    next: Duration,
+    rng: SmallRng,
+}
+
+impl Backoff {
+    pub(crate) fn new() -> Self {
+        Self {
+            next: FIRST_BACKOFF,
+            rng: jitter_source(),
+        }
+    }
+
+    /// No pause has been taken yet: the first wait, worth saying once.
+    pub(crate) fn is_first(&self) -> bool {
+        self.next == FIRST_BACKOFF
+    }
+
+    /// How long to pause before the next try.
+    pub(crate) fn next_pause(&mut self) -> Duration {
+        let pause = self.next.mul_f64(self.rng.random_range(0.5..1.5));
+        self.next = (self.next * 2).min(MAX_BACKOFF);
+        pause
     }
 }
 

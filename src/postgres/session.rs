@@ -9,8 +9,6 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use rand::rngs::SmallRng;
-use rand::{RngExt, SeedableRng};
 use tokio::runtime::Runtime;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{CancelToken, Client, Row, SimpleQueryMessage};
@@ -18,6 +16,7 @@ use tokio_postgres::{CancelToken, Client, Row, SimpleQueryMessage};
 use super::error::PgError;
 use super::tls::{self, MakeTls};
 use crate::config::{PgHost, PgTarget, SslMode};
+use crate::lock::Backoff;
 use crate::secret::Secret;
 use crate::signals::{self, Interrupted};
 
@@ -30,8 +29,6 @@ pub const ADVISORY_LOCK_KEY: i64 = 0x6d61_692d_7072_6f76;
 const SIGNAL_POLL: Duration = Duration::from_millis(10);
 /// How long the cancel request may take before the session is closed anyway.
 const CANCEL_BOUND: Duration = Duration::from_millis(300);
-const FIRST_BACKOFF: Duration = Duration::from_millis(5);
-const MAX_BACKOFF: Duration = Duration::from_millis(250);
 
 pub struct Session {
     driver: Driver,
@@ -121,8 +118,7 @@ impl Session {
         let url = self.url.clone();
         let client = &self.client;
         let waiting = async move {
-            let mut backoff = FIRST_BACKOFF;
-            let mut rng = SmallRng::seed_from_u64(jitter_seed());
+            let mut backoff = Backoff::new();
             loop {
                 let row = client
                     .query_typed_one(
@@ -133,38 +129,31 @@ impl Session {
                 if row.try_get::<_, bool>(0)? {
                     return Ok(());
                 }
-                if backoff == FIRST_BACKOFF {
+                if backoff.is_first() {
                     tracing::info!(
                         "another run holds the lock (advisory lock {ADVISORY_LOCK_KEY} on {url}); waiting up to {:.1} s",
                         left.as_secs_f64()
                     );
                 }
-                let jitter = rng.random_range(0.5..1.5);
-                tokio::time::sleep(backoff.mul_f64(jitter)).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                tokio::time::sleep(backoff.next_pause()).await;
             }
         };
-        match self.driver.bounded(waiting) {
-            Ok(Ok(())) => {
-                tracing::debug!(
-                    "took the advisory lock after {} ms",
-                    started.elapsed().as_millis()
-                );
-                Ok(())
-            }
-            Ok(Err(e)) => Err(PgError::statement(
-                &self.url,
-                "taking the advisory lock",
-                None,
-                &e,
-            )),
-            Err(Stop::Deadline) => Err(PgError::LockTimeout {
+        let result = self.driver.bounded(waiting);
+        // The deadline is the lock wait's own timeout; any other end is
+        // settled as a statement's.
+        if matches!(result, Err(Stop::Deadline)) {
+            return Err(PgError::LockTimeout {
                 url: self.url.clone(),
                 key: ADVISORY_LOCK_KEY,
                 waited: started.elapsed().as_secs_f64(),
-            }),
-            Err(Stop::Signal(signal)) => Err(Interrupted { signal }.into()),
+            });
         }
+        self.settle("taking the advisory lock", None, result)?;
+        tracing::debug!(
+            "took the advisory lock after {} ms",
+            started.elapsed().as_millis()
+        );
+        Ok(())
     }
 
     /// Rows of a statement with typed parameters (one round trip: no
@@ -334,11 +323,4 @@ fn client_config(target: &PgTarget, deadline: Instant) -> tokio_postgres::Config
         "-c statement_timeout={left} -c lock_timeout={left}"
     ));
     config
-}
-
-fn jitter_seed() -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    u64::from(nanos) ^ u64::from(std::process::id()).rotate_left(32)
 }
