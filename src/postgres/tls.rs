@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::{WebPkiServerVerifier, verify_server_cert_signed_by_trust_anchor};
+use rustls::client::verify_server_cert_signed_by_trust_anchor;
 use rustls::crypto::{CryptoProvider, ring};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -62,25 +62,18 @@ pub fn client_config(mode: SslMode, root_cert: Option<&Path>) -> Result<ClientCo
         }
         (SslMode::Disable, _) | (SslMode::Prefer | SslMode::Require, None) => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(EncryptOnly(provider)))
+            .with_custom_certificate_verifier(Arc::new(Lax {
+                roots: None,
+                provider,
+            }))
             .with_no_client_auth(),
-        (SslMode::VerifyCa, _) => {
-            let roots = Arc::new(load_roots(root_cert)?);
-            let inner =
-                WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
-                    .build()
-                    .map_err(|e| RootsError {
-                        problem: e.to_string(),
-                    })?;
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(ChainOnly {
-                    roots,
-                    inner,
-                    provider,
-                }))
-                .with_no_client_auth()
-        }
+        (SslMode::VerifyCa, _) => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Lax {
+                roots: Some(load_roots(root_cert)?),
+                provider,
+            }))
+            .with_no_client_auth(),
         (SslMode::VerifyFull, _) => builder
             .with_root_certificates(load_roots(root_cert)?)
             .with_no_client_auth(),
@@ -110,16 +103,18 @@ fn load_roots(root_cert: Option<&Path>) -> Result<RootCertStore, RootsError> {
     Ok(store)
 }
 
-/// `verify-ca`: the chain must end at a trusted root, whatever name the
-/// certificate is for. Handshake signatures are checked as usual.
+/// A certificate check laxer than rustls's own: `verify-ca` (`roots`
+/// given) wants a chain to a trusted root, whatever name the certificate is
+/// for; `prefer` and `require` without a root file (no `roots`) encrypt
+/// without authenticating (libpq's meaning). The handshake signatures are
+/// checked as usual in both.
 #[derive(Debug)]
-struct ChainOnly {
-    roots: Arc<RootCertStore>,
-    inner: Arc<WebPkiServerVerifier>,
+struct Lax {
+    roots: Option<RootCertStore>,
     provider: Arc<CryptoProvider>,
 }
 
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for Lax {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -128,56 +123,16 @@ impl ServerCertVerifier for ChainOnly {
         _ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let certificate = ParsedCertificate::try_from(end_entity)?;
-        verify_server_cert_signed_by_trust_anchor(
-            &certificate,
-            &self.roots,
-            intermediates,
-            now,
-            self.provider.signature_verification_algorithms.all,
-        )?;
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        certificate: &CertificateDer<'_>,
-        signature: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner
-            .verify_tls12_signature(message, certificate, signature)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        certificate: &CertificateDer<'_>,
-        signature: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner
-            .verify_tls13_signature(message, certificate, signature)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-}
-
-/// `prefer` and `require` without a root file: encrypted, not
-/// authenticated (libpq's meaning). The handshake itself is still checked.
-#[derive(Debug)]
-struct EncryptOnly(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for EncryptOnly {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
+        if let Some(roots) = &self.roots {
+            let certificate = ParsedCertificate::try_from(end_entity)?;
+            verify_server_cert_signed_by_trust_anchor(
+                &certificate,
+                roots,
+                intermediates,
+                now,
+                self.provider.signature_verification_algorithms.all,
+            )?;
+        }
         Ok(ServerCertVerified::assertion())
     }
 
@@ -191,7 +146,7 @@ impl ServerCertVerifier for EncryptOnly {
             message,
             certificate,
             signature,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
@@ -205,12 +160,14 @@ impl ServerCertVerifier for EncryptOnly {
             message,
             certificate,
             signature,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
