@@ -19,3 +19,14 @@ pub use schema::{add_columns, inspect};
 pub use session::Session;
 pub use upsert::write_row;
 pub use verify::verify;
+
+/// The type a column is cast to when read or written: one per kind, as the
+/// plan compares them (PostgreSQL's assignment casts fit a written value to
+/// the table's own type).
+fn cast(column: &str) -> &'static str {
+    match column {
+        "markup_rate" | "monthly_limit" => "float8",
+        "is_active" | "created_at" | "updated_at" => "int8",
+        _ => "text",
+    }
+}

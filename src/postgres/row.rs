@@ -7,22 +7,24 @@ use rusqlite::types::Value;
 use tokio_postgres::Row;
 use tokio_postgres::types::Type;
 
+use super::cast;
 use super::error::PgError;
 use super::session::Session;
 use crate::db::{ORG_TABLE, OrgRow, OtherOrg, Schema, Snapshot};
 use crate::secret::Secret;
 
-/// The columns the plan reads, cast; a column the table lacks reads NULL.
-const ROW_COLUMNS: [(&str, &str); 9] = [
-    ("id", "text"),
-    ("name", "text"),
-    ("openrouter_api_key", "text"),
-    ("openrouter_key_hash", "text"),
-    ("markup_rate", "float8"),
-    ("is_active", "int8"),
-    ("created_at", "int8"),
-    ("updated_at", "int8"),
-    ("timezone", "text"),
+/// The columns the plan reads, in the order `org_row` takes them; a column
+/// the table lacks reads NULL.
+const ROW_COLUMNS: [&str; 9] = [
+    "id",
+    "name",
+    "openrouter_api_key",
+    "openrouter_key_hash",
+    "markup_rate",
+    "is_active",
+    "created_at",
+    "updated_at",
+    "timezone",
 ];
 
 pub fn read_snapshot(
@@ -77,7 +79,8 @@ fn read_row(
 ) -> Result<Option<OrgRow>, PgError> {
     let columns: Vec<String> = ROW_COLUMNS
         .iter()
-        .map(|(name, cast)| {
+        .map(|name| {
+            let cast = cast(name);
             if schema.has(name) {
                 format!("{name}::{cast}")
             } else {

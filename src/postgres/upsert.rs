@@ -5,6 +5,7 @@
 
 use tokio_postgres::types::Type;
 
+use super::cast;
 use super::error::PgError;
 use super::session::Session;
 use crate::db::{DEFAULT_TIMEZONE, INSERT_COLUMNS, ORG_TABLE, RowWrite};
@@ -12,14 +13,10 @@ use crate::db::{DEFAULT_TIMEZONE, INSERT_COLUMNS, ORG_TABLE, RowWrite};
 pub fn write_row(session: &mut Session, write: &RowWrite) -> Result<(), PgError> {
     let key = write.api_key.expose();
     let is_active = i64::from(write.is_active);
-    // Same order as INSERT_COLUMNS.
-    let casts = [
-        "text", "text", "text", "float8", "int8", "int8", "int8", "text", "text",
-    ];
-    let values: Vec<String> = casts
+    let values: Vec<String> = INSERT_COLUMNS
         .iter()
         .enumerate()
-        .map(|(i, cast)| format!("${}::{cast}", i + 1))
+        .map(|(i, column)| format!("${}::{}", i + 1, cast(column)))
         .collect();
     let sets: Vec<String> = write
         .update_columns
@@ -35,6 +32,7 @@ pub fn write_row(session: &mut Session, write: &RowWrite) -> Result<(), PgError>
     let changed = session.count(
         "writing the organization row",
         &sql,
+        // Same order as INSERT_COLUMNS.
         &[
             (&write.id, Type::TEXT),
             (&write.name, Type::TEXT),

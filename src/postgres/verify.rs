@@ -5,19 +5,10 @@
 use rusqlite::types::Value;
 use tokio_postgres::types::Type;
 
+use super::cast;
 use super::error::PgError;
 use super::session::Session;
 use crate::db::{AppRow, Expected, ORG_TABLE, ORM_COLUMNS, VerifyError};
-
-/// How each ORM column is read back: one type per kind, as the plan
-/// compares them.
-fn cast(column: &str) -> &'static str {
-    match column {
-        "markup_rate" | "monthly_limit" => "float8",
-        "is_active" | "created_at" | "updated_at" => "int8",
-        _ => "text",
-    }
-}
 
 pub fn verify(session: &mut Session, expected: &Expected) -> Result<(), PgError> {
     let list: Vec<String> = ORM_COLUMNS
