@@ -16,7 +16,8 @@ pub use permission::ReadOnlyCause;
 pub use row::{OrgRow, OtherOrg, Snapshot, read_snapshot};
 pub use schema::{
     ORG_TABLE, ORM_COLUMNS, REQUIRED_TABLES, Schema, add_columns, create_standalone_schema,
-    inspect, missing_tables, orm_select_list, repair_statements,
+    inspect, missing_orm_columns, missing_required_columns, missing_tables, orm_select_list,
+    repair_statements,
 };
 pub use upsert::{DEFAULT_TIMEZONE, INSERT_COLUMNS, RowWrite, UPDATABLE_COLUMNS, write_row};
 pub use verify::{AppRow, Expected, VerifyError, compare, verify};

@@ -79,14 +79,6 @@ pub const ORM_COLUMNS: [OrmColumn; 11] = [
     },
 ];
 
-/// The columns the job writes: a table without one of them is refused.
-pub fn required_columns() -> impl Iterator<Item = &'static str> {
-    ORM_COLUMNS
-        .iter()
-        .filter(|c| c.repair.is_none())
-        .map(|c| c.name)
-}
-
 /// `SELECT` list of the application's ORM reads.
 pub fn orm_select_list() -> String {
     let names: Vec<&str> = ORM_COLUMNS.iter().map(|c| c.name).collect();
@@ -163,11 +155,7 @@ pub fn inspect(conn: &Connection, path: &Path) -> Result<Option<Schema>, DbError
     check_table_integrity(conn, path)?;
     let has = |name: &str| columns.iter().any(|c| c.name.eq_ignore_ascii_case(name));
     Ok(Some(Schema {
-        missing_columns: ORM_COLUMNS
-            .iter()
-            .map(|c| c.name)
-            .filter(|name| !has(name))
-            .collect(),
+        missing_columns: missing_orm_columns(has),
         without_rowid: find(ORG_TABLE).is_some_and(|o| o.without_rowid),
     }))
 }
@@ -226,7 +214,7 @@ fn lossy<I: rusqlite::RowIndex>(row: &rusqlite::Row, index: I) -> rusqlite::Resu
 
 fn check_columns(columns: &[Column], path: &Path) -> Result<(), DbError> {
     let find = |name: &str| columns.iter().find(|c| c.name.eq_ignore_ascii_case(name));
-    let missing: Vec<&'static str> = required_columns().filter(|c| find(c).is_none()).collect();
+    let missing = missing_required_columns(|name| find(name).is_some());
     if !missing.is_empty() {
         return Err(DbError::MissingColumns {
             path: path.to_owned(),
@@ -340,6 +328,26 @@ pub fn missing_tables(has_table: impl Fn(&str) -> bool) -> Vec<&'static str> {
     REQUIRED_TABLES
         .into_iter()
         .filter(|table| !has_table(table))
+        .collect()
+}
+
+/// The columns the job writes that `has_column` does not find: a table
+/// without one of them is refused.
+pub fn missing_required_columns(has_column: impl Fn(&str) -> bool) -> Vec<&'static str> {
+    ORM_COLUMNS
+        .iter()
+        .filter(|c| c.repair.is_none() && !has_column(c.name))
+        .map(|c| c.name)
+        .collect()
+}
+
+/// The ORM columns `has_column` does not find, in `ORM_COLUMNS` order:
+/// what `Schema::missing_columns` lists for the repair.
+pub fn missing_orm_columns(has_column: impl Fn(&str) -> bool) -> Vec<&'static str> {
+    ORM_COLUMNS
+        .iter()
+        .map(|c| c.name)
+        .filter(|name| !has_column(name))
         .collect()
 }
 

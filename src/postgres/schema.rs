@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use super::error::PgError;
 use super::session::Session;
-use crate::db::{self, DbError, ORG_TABLE, ORM_COLUMNS, REQUIRED_TABLES, Schema};
+use crate::db::{self, DbError, ORG_TABLE, REQUIRED_TABLES, Schema};
 
 /// Columns that must hold numbers, with the types that do.
 const NUMERIC_COLUMNS: [(&str, &[&str]); 4] = [
@@ -99,11 +99,7 @@ pub fn inspect(session: &mut Session) -> Result<Option<Schema>, PgError> {
         .into());
     }
     Ok(Some(Schema {
-        missing_columns: ORM_COLUMNS
-            .iter()
-            .map(|c| c.name)
-            .filter(|name| !columns.iter().any(|(column, _)| column == name))
-            .collect(),
+        missing_columns: db::missing_orm_columns(|name| has(&columns, name)),
         without_rowid: false,
     }))
 }
@@ -116,13 +112,12 @@ fn type_of(columns: &[(String, String)], name: &str) -> String {
         .unwrap_or_default()
 }
 
+fn has(columns: &[(String, String)], name: &str) -> bool {
+    columns.iter().any(|(column, _)| column == name)
+}
+
 fn check_columns(columns: &[(String, String)], path: &std::path::Path) -> Result<(), DbError> {
-    let has = |name: &str| columns.iter().any(|(column, _)| column == name);
-    let missing: Vec<&'static str> = ORM_COLUMNS
-        .iter()
-        .filter(|c| c.repair.is_none() && !has(c.name))
-        .map(|c| c.name)
-        .collect();
+    let missing = db::missing_required_columns(|name| has(columns, name));
     if !missing.is_empty() {
         return Err(DbError::MissingColumns {
             path: path.to_owned(),
