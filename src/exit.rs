@@ -196,8 +196,8 @@ fn for_postgres(error: &PgError) -> ExitCode {
         PgError::NoDatabase { .. } => ExitCode::NoInput,
         PgError::Roots { .. } => ExitCode::Config,
         PgError::WriteRefused { .. } => ExitCode::DataError,
-        PgError::Schema(e) | PgError::Verify(VerifyError::Db(e)) => for_db(e),
-        PgError::Verify(_) | PgError::Failed { .. } => ExitCode::Internal,
+        PgError::Schema(e) => for_db(e),
+        PgError::Failed { .. } => ExitCode::Internal,
         PgError::Interrupted(i) => for_signal(i.signal),
     }
 }

@@ -96,7 +96,7 @@ impl Store {
     pub fn verify(&mut self, expected: &Expected) -> Result<(), Error> {
         match self {
             Self::Sqlite { conn, path } => Ok(db::verify(conn, path, expected)?),
-            Self::Postgres(session) => Ok(postgres::verify(session, expected)?),
+            Self::Postgres(session) => Ok(postgres::verify(session, expected)??),
         }
     }
 

@@ -3,7 +3,7 @@
 //! never quotes a value the job wrote (the key): only the server's own
 //! message, escaped, with the key replaced by its fingerprint.
 
-use crate::db::{DbError, VerifyError, shown};
+use crate::db::{DbError, shown};
 use crate::secret::Secret;
 use crate::signals::Interrupted;
 
@@ -88,8 +88,6 @@ pub enum PgError {
     /// The schema is not the application's: the same refusals as on SQLite.
     #[error(transparent)]
     Schema(#[from] DbError),
-    #[error(transparent)]
-    Verify(VerifyError),
     #[error(transparent)]
     Interrupted(#[from] Interrupted),
 }
