@@ -15,7 +15,7 @@ use crate::envfile::{self, PreparedFile};
 use crate::error::Error;
 use crate::plan::{self, DatabasePlan, Plan, SecretKeySource};
 use crate::store::{self, Database, Store};
-use crate::world::DatabaseState;
+use crate::world;
 
 const SECRET_KEY_MODE: u32 = 0o600;
 
@@ -202,14 +202,7 @@ fn write_in_transaction(
         schema = db.inspect()?;
     }
     // Re-read inside the transaction: what the plan saw may have changed.
-    let state = match schema {
-        Some(schema) => DatabaseState::Ready(Box::new(db.read_snapshot(
-            schema,
-            &plan.id.value,
-            &plan.api_key.value,
-        )?)),
-        None => DatabaseState::Empty,
-    };
+    let state = world::database_state(db, schema, &plan.id, &plan.api_key.value)?;
     let mut fresh = plan::plan_database(config, &plan.id, &state, &plan.api_key, now)?;
     if let DatabasePlan::Write {
         create_schema,

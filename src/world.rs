@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::config::Config;
-use crate::db::{self, Access, Snapshot};
+use crate::db::{self, Access, Schema, Snapshot};
 use crate::envfile;
 use crate::error::Error;
 use crate::identity::OrgId;
 use crate::secret::Secret;
-use crate::store::{self, Found, Store};
+use crate::store::{self, Database, Found, Store};
 
 /// The world as read at the start of a run.
 #[derive(Debug, Clone)]
@@ -143,12 +143,25 @@ pub fn read(
 
 fn read_database(store: &mut Store, id: &OrgId, api_key: &Secret) -> Result<DatabaseState, Error> {
     store.read(|db| {
-        Ok(match db.inspect()? {
-            None => DatabaseState::Empty,
-            Some(schema) => {
-                DatabaseState::Ready(Box::new(db.read_snapshot(schema, &id.value, api_key)?))
-            }
-        })
+        let schema = db.inspect()?;
+        database_state(db, schema, id, api_key)
+    })
+}
+
+/// The database's state given what `inspect` found: no tables, or the
+/// snapshot of the row and its neighbours. `apply` re-reads it this way
+/// inside its transaction.
+pub fn database_state(
+    db: &mut dyn Database,
+    schema: Option<Schema>,
+    id: &OrgId,
+    api_key: &Secret,
+) -> Result<DatabaseState, Error> {
+    Ok(match schema {
+        None => DatabaseState::Empty,
+        Some(schema) => {
+            DatabaseState::Ready(Box::new(db.read_snapshot(schema, &id.value, api_key)?))
+        }
     })
 }
 
