@@ -161,3 +161,25 @@ fn a_kill_while_deleting_the_replaced_key_converges_on_one_key() {
         assert_eq!(sandbox.stored().unwrap().previous, None, "{context}");
     }
 }
+
+/// A kill right after the PATCH that set a changed limit: the key is the
+/// same, the limit stays set, and the next run mints nothing.
+#[test]
+fn a_kill_after_reconciling_the_limit_keeps_the_key() {
+    let standin = StandIn::start(MANAGEMENT_KEY);
+    let sandbox = Sandbox::with_shape(Shape::Startup);
+    sandbox.mint(&standin, &["--production"], &[]).expect(0);
+    let before = assert_one_key_everywhere(&sandbox, &standin);
+    let limit = ("SPENDING_LIMIT", "2500");
+    kill_at(&sandbox, &standin, "key-reconciled", &[limit]);
+    recover(
+        &sandbox,
+        &standin,
+        &[limit],
+        "reconcile, SIGKILL at key-reconciled",
+    );
+    let after = assert_one_key_everywhere(&sandbox, &standin);
+    assert_eq!(after.hash, before.hash, "no new key for a limit");
+    assert_eq!(after.limit, Some(2500.0));
+    assert_eq!(standin.all_keys().len(), 1);
+}
